@@ -68,11 +68,17 @@ type Recommendation struct {
 	EN       string `json:"en"`
 	ZH       string `json:"zh"`
 	Source   string `json:"source"`
+	// Guideline names the guideline the option comes from (e.g. cn2019, aad2024), when any.
+	Guideline string `json:"guideline,omitempty"`
+	// Confidence is the knowledge base's evidence tag: V verified, S secondary, X synthesised.
+	Confidence string `json:"confidence,omitempty"`
 }
 
 // TCMAnalysis is the TCM syndrome differentiation (辨证) of one result.
 type TCMAnalysis struct {
-	Syndrome           Named           `json:"syndrome"`
+	Syndrome Named `json:"syndrome"`
+	// Secondary lists co-existing (兼夹) syndromes scoring close to the chosen one.
+	Secondary          []Named         `json:"secondary,omitempty"`
 	Constitution       *Named          `json:"constitution,omitempty"`
 	TreatmentPrinciple Named           `json:"treatment_principle"`
 	Formula            Named           `json:"formula"` // a reference formula, never a dosed prescription
@@ -103,6 +109,8 @@ type Referral struct {
 	ZH     string `json:"zh"`
 	Urgent bool   `json:"urgent,omitempty"`
 	Source string `json:"source,omitempty"`
+	// Confidence is the knowledge base's evidence tag: V verified, S secondary, X synthesised.
+	Confidence string `json:"confidence,omitempty"`
 }
 
 // Timing records milliseconds spent per stage.
