@@ -13,6 +13,9 @@ import (
 // may replace it with its sourced wording).
 const Disclaimer = "This is decision support for research and education, not a medical diagnosis or prescription. Consult a licensed dermatologist or TCM practitioner before any treatment."
 
+// DisclaimerZH is the Chinese wording of Disclaimer.
+const DisclaimerZH = "本结果仅供科研与教学参考的辅助决策信息，不构成医学诊断或处方。任何治疗前请咨询执业皮肤科医师或中医师。"
+
 // DiagnosisResult is the outcome of diagnosing one photo.
 type DiagnosisResult struct {
 	// ImageID and Image identify the input (Image is the path or upload name).
@@ -36,6 +39,9 @@ type DiagnosisResult struct {
 	Referral []Referral `json:"referral,omitempty"`
 	// Disclaimer is the safety statement shown with every result.
 	Disclaimer string `json:"disclaimer"`
+	// DisclaimerZH is the Chinese wording of Disclaimer, for zh output (writers fall back to
+	// the package's DisclaimerZH when it is empty and Disclaimer is the default).
+	DisclaimerZH string `json:"disclaimer_zh,omitempty"`
 	// ModelVersion identifies the model that produced the grade.
 	ModelVersion string `json:"model_version"`
 	// Timing is where the time went, in milliseconds.
