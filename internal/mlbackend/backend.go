@@ -1,0 +1,150 @@
+package mlbackend
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+	"github.com/spf13/pflag"
+)
+
+// DefaultSpec is the backend used when none is given: pure Go with sequential op scheduling.
+const DefaultSpec = "go"
+
+// FlagName is the name of the flag added by AddFlag; its config key is "<command path>.backend",
+// falling back to the top-level key "backend" (env ACDTCM_BACKEND) when resolved by internal/cli.
+const FlagName = "backend"
+
+// FlagUsage is the help text of the --backend flag.
+const FlagUsage = `ML backend: "go" (pure Go, CPU), "go:<options>" (e.g. go:parallelism=4,ops_sequential), ` +
+	`"xla:cuda", "xla:<plugin name>" or "xla:/abs/path/plugin.so" (needs a build with cgo, without the noxla tag)`
+
+// ErrXLANotCompiled is returned by New when an xla spec is requested in a build without XLA
+// (the default pure-Go build, CGO_ENABLED=0 -tags noxla).
+var ErrXLANotCompiled = errors.New("the xla backend is not compiled into this binary: " +
+	"rebuild with cgo and without the noxla tag (make build-xla), or use --backend=go")
+
+// xlaNew is set by xla.go when the XLA backend is compiled in.
+var xlaNew func(config string) (backends.Backend, error)
+
+// Compiled lists the backends compiled into this binary, e.g. ["go"] or ["go", "xla"].
+func Compiled() []string {
+	out := []string{"go"}
+	if xlaNew != nil {
+		out = append(out, "xla")
+	}
+	return out
+}
+
+// AddFlag adds --backend (default DefaultSpec) to fs, storing the spec in p.
+func AddFlag(fs *pflag.FlagSet, p *string) {
+	fs.StringVar(p, FlagName, DefaultSpec, FlagUsage)
+}
+
+// simplegoOptions are the options accepted by the simplego backend of GoMLX v0.26.0.
+var simplegoOptions = []string{"parallelism", "dotgeneral_small", "dotgeneral_large", "dotgeneral_check",
+	"ops_sequential", "ops_parallel"}
+
+// NormalizeGoConfig validates a simplego option list ("a,b=c") and makes it safe: unless the
+// caller chose ops_parallel or ops_sequential, ops_sequential is added, because simplego's
+// default parallel op scheduling deadlocks on small machines (a large matmul waits for a worker
+// slot from inside a worker).
+func NormalizeGoConfig(config string) (string, error) {
+	var parts []string
+	hasOpsMode := false
+	for _, part := range strings.Split(config, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		key, value, hasValue := strings.Cut(part, "=")
+		if !slices.Contains(simplegoOptions, key) {
+			return "", fmt.Errorf("backend go: unknown option %q (valid: parallelism=N, %s)", key,
+				strings.Join(simplegoOptions[1:], ", "))
+		}
+		if key == "parallelism" {
+			var n int
+			if _, err := fmt.Sscanf(value, "%d", &n); !hasValue || err != nil || fmt.Sprint(n) != value {
+				return "", fmt.Errorf("backend go: parallelism needs an integer (-1 unlimited, 0 off), got %q", value)
+			}
+		} else if hasValue {
+			return "", fmt.Errorf("backend go: option %q takes no value", key)
+		}
+		if key == "ops_sequential" || key == "ops_parallel" {
+			hasOpsMode = true
+		}
+		parts = append(parts, part)
+	}
+	if !hasOpsMode {
+		parts = append(parts, "ops_sequential")
+	}
+	return strings.Join(parts, ","), nil
+}
+
+// stdoutMu serialises the temporary redirection of os.Stdout in newGo.
+var stdoutMu sync.Mutex
+
+// newGo creates a simplego backend. simplego prints a line to os.Stdout when parallelism is
+// set, which would corrupt machine-readable command output; the variable os.Stdout is pointed
+// at /dev/null for the duration of the call (writers captured earlier, like cli.App.Out, are
+// unaffected).
+func newGo(config string) (backends.Backend, error) {
+	stdoutMu.Lock()
+	defer stdoutMu.Unlock()
+	if devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		saved := os.Stdout
+		os.Stdout = devNull
+		defer func() {
+			os.Stdout = saved
+			devNull.Close()
+		}()
+	}
+	b, err := simplego.New(config)
+	if err != nil {
+		return nil, fmt.Errorf("backend go:%s: %w", config, err)
+	}
+	return b, nil
+}
+
+// New creates the backend named by spec and registers this package's gradient rules.
+//
+//	go                      pure Go (simplego), ops scheduled sequentially (safe default)
+//	go:parallelism=N,...    simplego options; ops_sequential is added unless ops_parallel is given
+//	xla, xla:cuda, xla:cpu  XLA/PJRT plugin by name, found in PJRT_PLUGIN_LIBRARY_PATH or the
+//	                        standard directories; never downloaded
+//	xla:/abs/path/x.so      XLA/PJRT plugin by absolute path
+//
+// An empty spec means DefaultSpec. The GOMLX_BACKEND environment variable is ignored.
+func New(spec string) (backends.Backend, error) {
+	RegisterGradients()
+	spec = strings.TrimSpace(spec)
+	if spec == "" {
+		spec = DefaultSpec
+	}
+	name, config, _ := strings.Cut(spec, ":")
+	switch name {
+	case "go", "simplego":
+		cfg, err := NormalizeGoConfig(config)
+		if err != nil {
+			return nil, err
+		}
+		return newGo(cfg)
+	case "xla", "stablehlo", "hlo", "shlo":
+		if xlaNew == nil {
+			return nil, fmt.Errorf("backend %q: %w", spec, ErrXLANotCompiled)
+		}
+		b, err := xlaNew(config)
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", spec, err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("unknown backend %q: want go, go:<options>, xla:<plugin> or xla:/abs/path/plugin.so (compiled: %s)",
+			spec, strings.Join(Compiled(), ", "))
+	}
+}

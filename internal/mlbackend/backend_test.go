@@ -1,0 +1,83 @@
+package mlbackend
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestNormalizeGoConfig(t *testing.T) {
+	cases := []struct {
+		in, want string
+		wantErr  string
+	}{
+		{"", "ops_sequential", ""},
+		{"parallelism=-1", "parallelism=-1,ops_sequential", ""},
+		{"parallelism=4, dotgeneral_large", "parallelism=4,dotgeneral_large,ops_sequential", ""},
+		{"ops_parallel", "ops_parallel", ""},
+		{"ops_sequential,parallelism=2", "ops_sequential,parallelism=2", ""},
+		{"parallelism=two", "", "needs an integer"},
+		{"parallelism", "", "needs an integer"},
+		{"ops_sequential=1", "", "takes no value"},
+		{"turbo", "", `unknown option "turbo"`},
+	}
+	for _, tc := range cases {
+		got, err := NormalizeGoConfig(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("NormalizeGoConfig(%q): error %v, want one containing %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("NormalizeGoConfig(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestNew(t *testing.T) {
+	cases := []struct {
+		spec    string
+		wantErr string
+	}{
+		{"", ""},
+		{"go", ""},
+		{"go:parallelism=2", ""},
+		{"simplego:ops_parallel", ""},
+		{"go:bogus", "unknown option"},
+		{"tpu", "unknown backend"},
+	}
+	for _, tc := range cases {
+		b, err := New(tc.spec)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("New(%q): error %v, want one containing %q", tc.spec, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("New(%q): %v", tc.spec, err)
+			continue
+		}
+		if b.String() != "go" {
+			t.Errorf("New(%q).String() = %q, want go", tc.spec, b.String())
+		}
+		b.Finalize()
+	}
+}
+
+func TestCompiled(t *testing.T) {
+	got := Compiled()
+	if !slices.Contains(got, "go") {
+		t.Fatalf("Compiled() = %v, want it to contain go", got)
+	}
+	_, err := New("xla:/nonexistent/pjrt_c_api_cuda_plugin.so")
+	if slices.Contains(got, "xla") {
+		if err == nil || errors.Is(err, ErrXLANotCompiled) {
+			t.Errorf("xla build: New(missing plugin) = %v, want a missing-file error", err)
+		}
+	} else if !errors.Is(err, ErrXLANotCompiled) {
+		t.Errorf("noxla build: New(xla:...) = %v, want ErrXLANotCompiled", err)
+	}
+}

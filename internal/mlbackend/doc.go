@@ -1,0 +1,23 @@
+// Package mlbackend selects the GoMLX backend and patches GoMLX v0.26.0 so that models train
+// on the pure-Go simplego backend.
+//
+// Usage:
+//
+//	var spec string
+//	mlbackend.AddFlag(cmd.Flags(), &spec)      // --backend, default "go"
+//	backend, err := mlbackend.New(spec)        // "go", "go:parallelism=2", "xla:cuda", "xla:/abs/plugin.so"
+//	// New calls RegisterGradients; call it yourself if you build graphs on a backend made elsewhere.
+//	y := mlbackend.Conv2D(x, kernel, mlbackend.ConvOptions{Stride: 1, Padding: mlbackend.PaddingSame})
+//	p := mlbackend.Pool2D(y, mlbackend.PoolMax, 2)
+//
+// Backends: the default build (CGO_ENABLED=0 -tags noxla) has only "go" (simplego); a build with
+// cgo and without the noxla tag (make build-xla) adds "xla", which never downloads plugins.
+// The "go" spec always schedules ops sequentially unless "ops_parallel" is given: simplego's
+// default parallel scheduling deadlocks on 2 cores. Matmuls still use several cores.
+//
+// Gradients: RegisterGradients (idempotent) replaces or adds VJP rules in graph.VJPRegistration:
+// Dot and DotGeneral (two matmuls instead of a broadcast M*N*K product), Slice (zero-filling by
+// concatenation instead of Pad, which simplego lacks), Rsqrt and Clamp (no rule in v0.26.0) and
+// ConvGeneral (kernel reversal without Reverse, which simplego lacks). See README.md for the list
+// of what trains on simplego.
+package mlbackend
