@@ -19,11 +19,12 @@ var stockVJP = map[NodeType]VJP{}
 
 // ourVJP are the rules installed by RegisterGradients.
 var ourVJP = map[NodeType]VJP{
-	NodeTypeDot:        single(dotVJP),
-	NodeTypeDotGeneral: single(dotGeneralVJP),
-	NodeTypeSlice:      single(sliceVJP),
-	NodeTypeRsqrt:      single(rsqrtVJP),
-	NodeTypeClamp:      single(clampVJP),
+	NodeTypeDot:         single(dotVJP),
+	NodeTypeDotGeneral:  single(dotGeneralVJP),
+	NodeTypeSlice:       single(sliceVJP),
+	NodeTypeRsqrt:       single(rsqrtVJP),
+	NodeTypeClamp:       single(clampVJP),
+	NodeTypeConvGeneral: single(convGeneralVJP),
 }
 
 func init() { RegisterGradients() }
@@ -97,8 +98,8 @@ func freeAxes(rank int, contracting, batch []int) []int {
 	return out
 }
 
-// iota returns [start, start+1, ..., start+n-1].
-func iota(start, n int) []int {
+// seq returns [start, start+1, ..., start+n-1].
+func seq(start, n int) []int {
 	out := make([]int, n)
 	for i := range out {
 		out[i] = start + i
@@ -133,7 +134,7 @@ func dotGeneralGrads(lhs *Node, lc, lb []int, rhs *Node, rc, rb []int, v *Node) 
 
 	// d lhs: contract v's rhs-free axes with rhs's free axes, batch with batch.
 	// Result axes: [batch..., lhsFree..., rhs contracting axes in ascending order].
-	g := DotGeneral(v, iota(nb+nlf, nrf), iota(0, nb), rhs, rf, rb)
+	g := DotGeneral(v, seq(nb+nlf, nrf), seq(0, nb), rhs, rf, rb)
 	dst := make([]int, 0, lhs.Rank())
 	dst = append(dst, lb...)
 	dst = append(dst, lf...)
@@ -144,7 +145,7 @@ func dotGeneralGrads(lhs *Node, lc, lb []int, rhs *Node, rc, rb []int, v *Node) 
 
 	// d rhs: contract lhs's free axes with v's lhs-free axes, batch with batch.
 	// Result axes: [batch..., lhs contracting axes in ascending order..., rhsFree...].
-	g = DotGeneral(lhs, lf, lb, v, iota(nb, nlf), iota(0, nb))
+	g = DotGeneral(lhs, lf, lb, v, seq(nb, nlf), seq(0, nb))
 	dst = dst[:0]
 	dst = append(dst, rb...)
 	for _, l := range sortedCopy(lc) {

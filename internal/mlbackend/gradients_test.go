@@ -168,6 +168,28 @@ func TestGradients(t *testing.T) {
 		{"Clamp/scalar-bounds", func(r *rand.Rand) []*tensors.Tensor {
 			return []*tensors.Tensor{tensors.FromValue(-1.5), randTensor(r, awayFromBounds, 3, 6), tensors.FromValue(1.5)}
 		}, func(x []*Node) *Node { return Clamp(x[0], x[1], x[2]) }},
+		{"Conv/same-stride1", ins([]int{2, 5, 6, 3}, []int{3, 3, 3, 4}),
+			func(x []*Node) *Node { return Convolve(x[0], x[1]).PadSame().Strides(1).Done() }},
+		{"Conv/valid-stride2", ins([]int{1, 7, 6, 2}, []int{3, 3, 2, 3}),
+			func(x []*Node) *Node { return Convolve(x[0], x[1]).NoPadding().Strides(2).Done() }},
+		{"Conv/same-stride2-even", ins([]int{1, 6, 5, 2}, []int{2, 2, 2, 2}),
+			func(x []*Node) *Node { return Convolve(x[0], x[1]).PadSame().Strides(2).Done() }},
+		{"Conv/dilated", ins([]int{1, 7, 7, 2}, []int{3, 3, 2, 2}),
+			func(x []*Node) *Node { return Convolve(x[0], x[1]).PadSame().Strides(1).Dilations(2).Done() }},
+		{"Conv/grouped", ins([]int{1, 5, 5, 4}, []int{3, 3, 2, 4}),
+			func(x []*Node) *Node {
+				return Convolve(x[0], x[1]).PadSame().Strides(1).Dilations(1).ChannelGroupCount(2).Done()
+			}},
+		{"Conv/1d-asymmetric-padding", ins([]int{2, 9, 2}, []int{4, 2, 3}),
+			func(x []*Node) *Node { return Convolve(x[0], x[1]).PaddingPerDim([][2]int{{2, 1}}).Strides(3).Done() }},
+		{"Conv2D/im2col-same-stride2", ins([]int{2, 6, 5, 2}, []int{3, 3, 2, 3}),
+			func(x []*Node) *Node { return Conv2D(x[0], x[1], ConvOptions{Stride: 2, Im2Col: true}) }},
+		{"Conv2D/im2col-valid-dilated", ins([]int{1, 7, 6, 2}, []int{2, 3, 2, 2}),
+			func(x []*Node) *Node {
+				return Conv2D(x[0], x[1], ConvOptions{Dilation: 2, Padding: PaddingValid, Im2Col: true})
+			}},
+		{"Conv2D/convgeneral-same-stride2", ins([]int{2, 6, 5, 2}, []int{3, 3, 2, 3}),
+			func(x []*Node) *Node { return Conv2D(x[0], x[1], ConvOptions{Stride: 2}) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { checkGradients(t, backend, tc) })
