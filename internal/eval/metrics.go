@@ -22,10 +22,11 @@
 package eval
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 
 	"gonum.org/v1/gonum/floats"
 )
@@ -278,26 +279,32 @@ func computeProbabilities(d Data, m *Metrics, curves bool) {
 }
 
 // ROC returns the ROC curve of scores against binary labels at every distinct threshold, as
-// sklearn's roc_curve(drop_intermediate=False) does: samples sorted by decreasing score
-// (stable), one point per distinct score, preceded by (0,0). ok is false when the labels
+// sklearn's roc_curve(drop_intermediate=False) does: samples sorted by decreasing score,
+// one point per distinct score, preceded by (0,0). ok is false when the labels
 // have no positives or no negatives.
 func ROC(scores []float64, positive []bool) (fpr, tpr []float64, ok bool) {
-	n := len(scores)
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
+	type sample struct {
+		score float64
+		pos   bool
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
+	n := len(scores)
+	ss := make([]sample, n)
+	for i := range ss {
+		ss[i] = sample{scores[i], positive[i]}
+	}
+	// The order within a run of equal scores does not matter: only the totals at the end
+	// of each run become points.
+	slices.SortFunc(ss, func(a, b sample) int { return cmp.Compare(b.score, a.score) })
 	fpr = []float64{0}
 	tpr = []float64{0}
 	var tp, fp float64
-	for r, i := range idx {
-		if positive[i] {
+	for r, s := range ss {
+		if s.pos {
 			tp++
 		} else {
 			fp++
 		}
-		if r == n-1 || scores[idx[r+1]] != scores[i] {
+		if r == n-1 || ss[r+1].score != s.score {
 			fpr = append(fpr, fp)
 			tpr = append(tpr, tp)
 		}

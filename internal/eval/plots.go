@@ -195,9 +195,9 @@ func reliabilityPlot(r *Report) (*plot.Plot, error) {
 	if err != nil {
 		return nil, err
 	}
-	diag.Color = color.Gray{Y: 120}
+	diag.Color = color.Gray{Y: 40}
+	diag.Width = vg.Points(1.2)
 	diag.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	p.Add(diag)
 	p.Legend.Add("perfect calibration", diag)
 	var conf plotter.XYs
 	var countXY plotter.XYs
@@ -212,7 +212,7 @@ func reliabilityPlot(r *Report) (*plot.Plot, error) {
 		if err != nil {
 			return nil, err
 		}
-		poly.Color = color.RGBA{R: 70, G: 130, B: 180, A: 255}
+		poly.Color = color.RGBA{R: 140, G: 180, B: 215, A: 255}
 		poly.LineStyle.Color = color.White
 		bars = append(bars, poly)
 		conf = append(conf, plotter.XY{X: float64(b.Confidence), Y: acc})
@@ -222,7 +222,7 @@ func reliabilityPlot(r *Report) (*plot.Plot, error) {
 	for _, b := range bars {
 		p.Add(b)
 	}
-	p.Add(diag)
+	p.Add(diag) // over the bars
 	if len(bars) > 0 {
 		p.Legend.Add("accuracy per bin (n above)", bars[0])
 		sc, err := plotter.NewScatter(conf)
