@@ -41,3 +41,13 @@ func fromByteLevel(token string, dst []byte) []byte {
 	}
 	return dst
 }
+
+// ByteTokens returns the byte-level spelling of each of the 256 byte values, in byte order:
+// the base vocabulary of every byte-level BPE.
+func ByteTokens() []string {
+	out := make([]string, 256)
+	for b := range out {
+		out[b] = string(byteToRune[b])
+	}
+	return out
+}

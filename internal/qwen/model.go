@@ -1,0 +1,127 @@
+package qwen
+
+import (
+	"fmt"
+	"image"
+	"os"
+	"path/filepath"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/tokenizer"
+)
+
+// Model is a loaded Qwen2.5-VL checkpoint ready to run on a GoMLX backend.
+type Model struct {
+	Dir        string
+	Config     *Config
+	Processor  ProcessorConfig
+	Tokenizer  *tokenizer.Tokenizer
+	Generation GenerationConfig
+	Backend    backends.Backend
+	Ctx        *context.Context
+
+	visionExec *context.Exec
+	textExec   map[bool]*context.Exec // keyed by "all positions" (true) or "last position only"
+}
+
+// Load reads config.json, preprocessor_config.json, tokenizer.json, generation_config.json
+// (optional) and the safetensors weights of a checkpoint directory.
+func Load(dir string, backend backends.Backend) (*Model, error) {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Dir: dir, Config: cfg, Backend: backend, Ctx: context.New(), textExec: map[bool]*context.Exec{}}
+	procPath := filepath.Join(dir, "preprocessor_config.json")
+	if _, err := os.Stat(procPath); err == nil {
+		if m.Processor, err = LoadProcessorConfig(procPath); err != nil {
+			return nil, err
+		}
+	} else {
+		m.Processor = DefaultProcessorConfig()
+	}
+	if m.Tokenizer, err = tokenizer.Load(filepath.Join(dir, "tokenizer.json")); err != nil {
+		return nil, err
+	}
+	if m.Generation, err = LoadGenerationConfig(dir, cfg); err != nil {
+		return nil, err
+	}
+	if err := LoadWeights(m.Ctx, dir, cfg); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// VisionFeatures runs the vision tower on processed images and returns the merged
+// features [Σ tokens, H] as a float32 tensor.
+func (m *Model) VisionFeatures(images []ProcessedImage) (*tensors.Tensor, error) {
+	if len(images) == 0 {
+		return nil, fmt.Errorf("no images")
+	}
+	grids := make([][3]int, len(images))
+	var pixels []float32
+	dim := images[0].PatchDim
+	for i, im := range images {
+		grids[i] = im.Grid
+		pixels = append(pixels, im.PixelValues...)
+	}
+	tab, err := NewVisionTables(m.Config, grids)
+	if err != nil {
+		return nil, err
+	}
+	if m.visionExec == nil {
+		m.visionExec, err = context.NewExecAny(m.Backend, m.Ctx, func(ctx *context.Context, px, wi, ii, cos, sin, wm, fm *Node) *Node {
+			return VisionForward(ctx, m.Config, VisionInputs{Pixels: px, WindowIndex: wi, InverseIndex: ii, Cos: cos, Sin: sin, WindowMask: wm, FullMask: fm})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("build vision graph: %w", err)
+		}
+	}
+	N, hd := tab.Patches, tab.HeadDim
+	out, err := m.visionExec.Exec(
+		tensors.FromFlatDataAndDimensions(pixels, N, dim),
+		tensors.FromFlatDataAndDimensions(tab.WindowIndex, tab.Units, 1),
+		tensors.FromFlatDataAndDimensions(tab.InverseIndex, tab.Units, 1),
+		tensors.FromFlatDataAndDimensions(tab.Cos, N, hd),
+		tensors.FromFlatDataAndDimensions(tab.Sin, N, hd),
+		tensors.FromFlatDataAndDimensions(tab.WindowMask, N, N),
+		tensors.FromFlatDataAndDimensions(tab.FullMask, N, N),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("run vision tower: %w", err)
+	}
+	return out[0], nil
+}
+
+// Prompt is one chat prompt with its images.
+type Prompt struct {
+	Messages []tokenizer.Message
+	Images   []image.Image
+}
+
+// encoded is a tokenized prompt with processed images.
+type encoded struct {
+	ids    []int
+	images []ProcessedImage
+}
+
+// Encode renders the chat template (with generation prompt), processes the images and
+// expands each <|image_pad|> to its token count.
+func (m *Model) Encode(p Prompt) (ids []int, images []ProcessedImage, err error) {
+	counts := make([]int, len(p.Images))
+	for i, img := range p.Images {
+		pi, err := m.Processor.ProcessImage(img)
+		if err != nil {
+			return nil, nil, fmt.Errorf("image %d: %w", i, err)
+		}
+		images = append(images, pi)
+		counts[i] = pi.Tokens(m.Config.Vision.SpatialMergeSize)
+	}
+	text := tokenizer.RenderChat(p.Messages, true)
+	ids = tokenizer.ExpandImagePads(m.Tokenizer.Encode(text), m.Config.ImageTokenID, counts)
+	return ids, images, nil
+}

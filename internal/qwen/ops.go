@@ -1,0 +1,73 @@
+package qwen
+
+import (
+	"math"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// Linear computes x·Wᵀ (+ b) for a PyTorch-layout weight W [out, in]; x is [..., in].
+// A LoRA hook (set by the lora package) may add a low-rank update for the named module.
+func Linear(ctx *context.Context, x *Node, module string, bias bool) *Node {
+	g := x.Graph()
+	w := param(ctx, g, module+".weight")
+	y := DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
+	if bias {
+		y = Add(y, alignRank(param(ctx, g, module+".bias"), y.Rank()))
+	}
+	if LinearHook != nil {
+		y = LinearHook(ctx, x, y, module)
+	}
+	return y
+}
+
+// LinearHook, when set, is called with the input and base output of every Linear so an
+// adapter (LoRA) can add its update. It must return y unchanged for modules it ignores.
+var LinearHook func(ctx *context.Context, x, y *Node, module string) *Node
+
+// RMSNorm normalises over the last axis: x / sqrt(mean(x²) + eps) · weight.
+func RMSNorm(ctx *context.Context, x *Node, weightName string, eps float64) *Node {
+	g := x.Graph()
+	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
+	y := Mul(x, Rsqrt(AddScalar(ms, eps)))
+	return Mul(y, alignRank(param(ctx, g, weightName), y.Rank()))
+}
+
+// alignRank prefixes size-1 axes so a vector broadcasts against a rank-r operand.
+func alignRank(v *Node, r int) *Node {
+	if v.Rank() >= r {
+		return v
+	}
+	dims := make([]int, r-v.Rank(), r)
+	for i := range dims {
+		dims[i] = 1
+	}
+	return Reshape(v, append(dims, v.Shape().Dimensions...)...)
+}
+
+// rotateHalf returns [-x₂, x₁] for the halves x₁, x₂ of the last axis.
+func rotateHalf(x *Node) *Node {
+	d := x.Shape().Dimensions[x.Rank()-1]
+	x1 := SliceAxis(x, -1, AxisRange(0, d/2))
+	x2 := SliceAxis(x, -1, AxisRange(d/2, d))
+	return Concatenate([]*Node{Neg(x2), x1}, -1)
+}
+
+// applyRotary computes x·cos + rotate_half(x)·sin; cos and sin broadcast against x.
+func applyRotary(x, cos, sin *Node) *Node {
+	return Add(Mul(x, cos), Mul(rotateHalf(x), sin))
+}
+
+// GELU is the exact (erf) GELU.
+func GELU(x *Node) *Node {
+	return Mul(MulScalar(x, 0.5), OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))))
+}
+
+// maskedSoftmax applies softmax over the last axis where mask is true; masked entries get
+// the lowest float32 (as transformers' eager attention does), so a fully masked row stays
+// finite.
+func maskedSoftmax(scores, mask *Node) *Node {
+	low := Scalar(scores.Graph(), scores.DType(), -math.MaxFloat32)
+	return Softmax(Where(mask, scores, BroadcastToShape(low, scores.Shape())), -1)
+}

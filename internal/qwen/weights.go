@@ -1,0 +1,147 @@
+package qwen
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/safetensors"
+)
+
+// CanonicalName maps a checkpoint tensor name to acdtcm's canonical spelling, the legacy
+// layout Qwen shipped (`model.*` for the language model, `visual.*` for the vision tower).
+// Newer transformers save `model.language_model.*` and `model.visual.*`; both load.
+func CanonicalName(name string) string {
+	switch {
+	case strings.HasPrefix(name, "model.language_model."):
+		return "model." + strings.TrimPrefix(name, "model.language_model.")
+	case strings.HasPrefix(name, "model.visual."):
+		return strings.TrimPrefix(name, "model.")
+	}
+	return name
+}
+
+// TensorSpec is one expected weight: its canonical name and shape.
+type TensorSpec struct {
+	Name  string
+	Shape []int
+}
+
+// ExpectedTensors lists every weight the model needs for cfg, in a stable order. With tied
+// embeddings there is no lm_head.weight (the embedding matrix is reused).
+func (c *Config) ExpectedTensors() []TensorSpec {
+	t, v := c.Text, c.Vision
+	var specs []TensorSpec
+	add := func(name string, shape ...int) { specs = append(specs, TensorSpec{name, shape}) }
+	H, I, D := t.HiddenSize, t.IntermediateSize, t.HeadDim()
+	add("model.embed_tokens.weight", t.VocabSize, H)
+	for l := 0; l < t.NumHiddenLayers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		add(p+"input_layernorm.weight", H)
+		add(p+"self_attn.q_proj.weight", t.NumAttentionHeads*D, H)
+		add(p+"self_attn.q_proj.bias", t.NumAttentionHeads*D)
+		add(p+"self_attn.k_proj.weight", t.NumKeyValueHeads*D, H)
+		add(p+"self_attn.k_proj.bias", t.NumKeyValueHeads*D)
+		add(p+"self_attn.v_proj.weight", t.NumKeyValueHeads*D, H)
+		add(p+"self_attn.v_proj.bias", t.NumKeyValueHeads*D)
+		add(p+"self_attn.o_proj.weight", H, t.NumAttentionHeads*D)
+		add(p+"post_attention_layernorm.weight", H)
+		add(p+"mlp.gate_proj.weight", I, H)
+		add(p+"mlp.up_proj.weight", I, H)
+		add(p+"mlp.down_proj.weight", H, I)
+	}
+	add("model.norm.weight", H)
+	if !t.TieWordEmbeddings {
+		add("lm_head.weight", t.VocabSize, H)
+	}
+	C, VI := v.HiddenSize, v.IntermediateSize
+	add("visual.patch_embed.proj.weight", C, v.InChannels, v.TemporalPatchSize, v.PatchSize, v.PatchSize)
+	for b := 0; b < v.Depth; b++ {
+		p := fmt.Sprintf("visual.blocks.%d.", b)
+		add(p+"norm1.weight", C)
+		add(p+"norm2.weight", C)
+		add(p+"attn.qkv.weight", 3*C, C)
+		add(p+"attn.qkv.bias", 3*C)
+		add(p+"attn.proj.weight", C, C)
+		add(p+"attn.proj.bias", C)
+		add(p+"mlp.gate_proj.weight", VI, C)
+		add(p+"mlp.gate_proj.bias", VI)
+		add(p+"mlp.up_proj.weight", VI, C)
+		add(p+"mlp.up_proj.bias", VI)
+		add(p+"mlp.down_proj.weight", C, VI)
+		add(p+"mlp.down_proj.bias", C)
+	}
+	M := C * v.SpatialMergeSize * v.SpatialMergeSize
+	add("visual.merger.ln_q.weight", C)
+	add("visual.merger.mlp.0.weight", M, M)
+	add("visual.merger.mlp.0.bias", M)
+	add("visual.merger.mlp.2.weight", v.OutHiddenSize, M)
+	add("visual.merger.mlp.2.bias", v.OutHiddenSize)
+	return specs
+}
+
+// NumParameters counts the elements of every expected tensor.
+func (c *Config) NumParameters() (text, vision int64) {
+	for _, s := range c.ExpectedTensors() {
+		n := int64(1)
+		for _, d := range s.Shape {
+			n *= int64(d)
+		}
+		if strings.HasPrefix(s.Name, "visual.") {
+			vision += n
+		} else {
+			text += n
+		}
+	}
+	return
+}
+
+// scopeAndName splits a canonical tensor name into a GoMLX variable scope and name:
+// "model.layers.0.mlp.up_proj.weight" -> "/model/layers/0/mlp/up_proj", "weight".
+func scopeAndName(name string) (string, string) {
+	i := strings.LastIndex(name, ".")
+	return "/" + strings.ReplaceAll(name[:i], ".", "/"), name[i+1:]
+}
+
+// LoadWeights reads every expected tensor of cfg from the checkpoint directory into ctx as
+// float32 variables (frozen: not trainable). Tensors are converted one at a time from the
+// memory-mapped file, so the float32 copy in ctx is the only full copy held. Missing
+// tensors, wrong shapes and truncated files are errors naming the tensor and the file.
+func LoadWeights(ctx *context.Context, dir string, cfg *Config) error {
+	ckpt, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		return err
+	}
+	defer ckpt.Close()
+	byCanonical := map[string]string{}
+	for _, n := range ckpt.Names() {
+		byCanonical[CanonicalName(n)] = n
+	}
+	for _, spec := range cfg.ExpectedTensors() {
+		stored, ok := byCanonical[spec.Name]
+		if !ok {
+			return fmt.Errorf("checkpoint %s lacks tensor %s (also looked for its model.language_model./model.visual. spelling)", dir, spec.Name)
+		}
+		values, err := ckpt.Float32(stored, spec.Shape)
+		if err != nil {
+			return err
+		}
+		scope, name := scopeAndName(spec.Name)
+		v := ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, tensors.FromFlatDataAndDimensions(values, spec.Shape...))
+		v.SetTrainable(false)
+	}
+	return nil
+}
+
+// param returns the graph node of a loaded weight.
+func param(ctx *context.Context, g *graph.Graph, name string) *graph.Node {
+	scope, short := scopeAndName(name)
+	v := ctx.GetVariableByScopeAndName(scope, short)
+	if v == nil {
+		panic(fmt.Sprintf("qwen: weight %s is not loaded", name))
+	}
+	return v.ValueGraph(g)
+}
