@@ -197,8 +197,17 @@ func (o Ops) CropRect(w, h int) image.Rectangle {
 	area := o.CropScale * float64(w) * float64(h)
 	// CropAspect is relative to the canvas shape: 1 keeps w/h.
 	ar := o.CropAspect * float64(w) / float64(h)
-	cw := int(math.Round(math.Sqrt(area * ar)))
-	ch := int(math.Round(math.Sqrt(area / ar)))
+	fw, fh := math.Sqrt(area*ar), math.Sqrt(area/ar)
+	// A side longer than the image is cut to it and the other side grows to keep the
+	// area: the scale is honoured, the aspect ratio as far as the image allows.
+	if fw > float64(w) {
+		fw, fh = float64(w), area/float64(w)
+	}
+	if fh > float64(h) {
+		fw, fh = math.Min(area/float64(h), float64(w)), float64(h)
+	}
+	cw := int(math.Round(fw))
+	ch := int(math.Round(fh))
 	cw = min(max(cw, 1), w)
 	ch = min(max(ch, 1), h)
 	x0 := int(math.Round(o.CropX * float64(w-cw)))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -83,7 +82,7 @@ lists them with their defaults.`,
 	f.IntVar(&opts.Limit, "limit", 0, "augment only the first N photos of the manifest (0: all)")
 	f.BoolVar(&opts.IncludeOriginal, "include-original", false, "also copy each original photo (unchanged) into the output")
 	f.IntVar(&opts.Quality, "quality", 95, "JPEG quality of the written copies (1-100)")
-	f.IntVar(&opts.Workers, "workers", runtime.NumCPU(), "photos processed in parallel")
+	f.IntVar(&opts.Workers, "workers", 0, "photos processed in parallel (0: one per CPU)")
 	f.BoolVar(&opts.NoProgress, "no-progress", false, "hide the progress bar (it is hidden anyway when stderr is not a terminal)")
 	f.Float64Var(&p.Rotation, "rotation", p.Rotation, "largest rotation in degrees (angle uniform in ±rotation)")
 	f.Float64Var(&p.RotationP, "rotation-p", p.RotationP, "probability of a rotation")
