@@ -326,3 +326,12 @@ func (kb *KB) merge(over *KB, root *yaml.Node, file string) error {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// Open returns the built-in knowledge base when path is empty, else the built-in base merged
+// with the user's file at path (see LoadFile).
+func Open(path string) (*KB, error) {
+	if path == "" {
+		return Load()
+	}
+	return LoadFile(path)
+}

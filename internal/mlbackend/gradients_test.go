@@ -183,13 +183,13 @@ func TestGradients(t *testing.T) {
 		{"Conv/1d-asymmetric-padding", ins([]int{2, 9, 2}, []int{4, 2, 3}),
 			func(x []*Node) *Node { return Convolve(x[0], x[1]).PaddingPerDim([][2]int{{2, 1}}).Strides(3).Done() }},
 		{"Conv2D/im2col-same-stride2", ins([]int{2, 6, 5, 2}, []int{3, 3, 2, 3}),
-			func(x []*Node) *Node { return Conv2D(x[0], x[1], ConvOptions{Stride: 2, Im2Col: true}) }},
+			func(x []*Node) *Node { return Conv2D(x[0], x[1], ConvOptions{Stride: 2, Method: ConvIm2Col}) }},
 		{"Conv2D/im2col-valid-dilated", ins([]int{1, 7, 6, 2}, []int{2, 3, 2, 2}),
 			func(x []*Node) *Node {
-				return Conv2D(x[0], x[1], ConvOptions{Dilation: 2, Padding: PaddingValid, Im2Col: true})
+				return Conv2D(x[0], x[1], ConvOptions{Dilation: 2, Padding: PaddingValid, Method: ConvIm2Col})
 			}},
 		{"Conv2D/convgeneral-same-stride2", ins([]int{2, 6, 5, 2}, []int{3, 3, 2, 3}),
-			func(x []*Node) *Node { return Conv2D(x[0], x[1], ConvOptions{Stride: 2}) }},
+			func(x []*Node) *Node { return Conv2D(x[0], x[1], ConvOptions{Stride: 2, Method: ConvNative}) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { checkGradients(t, backend, tc) })

@@ -16,14 +16,26 @@ const (
 	PaddingValid
 )
 
-// ConvOptions configures Conv2D. Zero values mean stride 1, same padding, dilation 1.
+// ConvMethod selects how Conv2D is computed.
+type ConvMethod int
+
+const (
+	// ConvAuto uses ConvIm2Col on simplego (about 4x faster there, see BenchmarkConv2D) and
+	// ConvNative on other backends (XLA has fast native convolutions).
+	ConvAuto ConvMethod = iota
+	// ConvIm2Col computes the convolution as kh*kw strided slices concatenated on the channel
+	// axis and one matmul with the reshaped kernel.
+	ConvIm2Col
+	// ConvNative uses the backend's ConvGeneral op.
+	ConvNative
+)
+
+// ConvOptions configures Conv2D. Zero values mean stride 1, same padding, dilation 1, ConvAuto.
 type ConvOptions struct {
 	Stride   int
 	Padding  Padding
 	Dilation int
-	// Im2Col computes the convolution as strided slices + one matmul instead of ConvGeneral.
-	// Both train on simplego (gradients checked in tests); see the benchmarks for speed.
-	Im2Col bool
+	Method   ConvMethod
 }
 
 func (o ConvOptions) norm() ConvOptions {
@@ -63,7 +75,14 @@ func Conv2D(x, kernel *Node, opts ConvOptions) *Node {
 			pads[i] = samePadding(x.Shape().Dimensions[1+i], keff, opts.Stride)
 		}
 	}
-	if opts.Im2Col {
+	method := opts.Method
+	if method == ConvAuto {
+		method = ConvNative
+		if b := x.Graph().Backend(); b != nil && b.String() == "go" {
+			method = ConvIm2Col
+		}
+	}
+	if method == ConvIm2Col {
 		return conv2DIm2Col(x, kernel, opts, pads)
 	}
 	axes := ConvolveAxesConfig{

@@ -53,12 +53,12 @@ func TestConv2DMatchesReference(t *testing.T) {
 	const n, c, cout = 2, 3, 4
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range cases {
-		for _, im2col := range []bool{false, true} {
-			name := fmt.Sprintf("%dx%d_k%dx%d_s%d_d%d_pad%d_im2col=%v", tc.h, tc.w, tc.kh, tc.kw, tc.stride, tc.dil, tc.pad, im2col)
+		for _, method := range []ConvMethod{ConvNative, ConvIm2Col, ConvAuto} {
+			name := fmt.Sprintf("%dx%d_k%dx%d_s%d_d%d_pad%d_method%d", tc.h, tc.w, tc.kh, tc.kw, tc.stride, tc.dil, tc.pad, method)
 			t.Run(name, func(t *testing.T) {
 				x := randTensor(rng, normal, n, tc.h, tc.w, c)
 				k := randTensor(rng, normal, tc.kh, tc.kw, c, cout)
-				opts := ConvOptions{Stride: tc.stride, Padding: tc.pad, Dilation: tc.dil, Im2Col: im2col}
+				opts := ConvOptions{Stride: tc.stride, Padding: tc.pad, Dilation: tc.dil, Method: method}
 				out, err := MustNewExec(backend, func(x, k *Node) *Node { return Conv2D(x, k, opts) }).Exec(x, k)
 				if err != nil {
 					t.Fatal(err)

@@ -114,7 +114,6 @@ func byteLevelTokenizerJSON() ([]byte, int) {
 	return data, 256
 }
 
-
 // InitCheckpoint writes a randomly initialised Qwen2.5-VL checkpoint in the Hugging Face
 // layout (config.json, model.safetensors, tokenizer files, preprocessor and generation
 // configs) to dir. Every file is written atomically.

@@ -103,7 +103,7 @@ func selfAttention(ctx *context.Context, cfg *Config, x *Node, module string, co
 	if c := in.Cache; c != nil {
 		layerK := Squeeze(SliceAxis(c.K, 0, AxisElem(layer)), 0) // [B, nKV, T, D]
 		layerV := Squeeze(SliceAxis(c.V, 0, AxisElem(layer)), 0)
-		keep := OneMinus(ReduceSum(c.Write, 0))                    // [T]: 0 where written
+		keep := OneMinus(ReduceSum(c.Write, 0))                   // [T]: 0 where written
 		keep = Reshape(keep, 1, 1, keep.Shape().Dimensions[0], 1) // [1, 1, T, 1]
 		scatterK := Einsum("st,bksd->bktd", c.Write, k)
 		scatterV := Einsum("st,bksd->bktd", c.Write, v)

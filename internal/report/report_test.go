@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -339,3 +340,43 @@ func BenchmarkThumbnail(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Writers keep nothing per result: the live heap after 20,000 results is about what it was
+// after 1,000 (a writer that kept results would hold tens of megabytes more).
+func TestMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the 20,000-result memory check in -short mode")
+	}
+	results := fixtures(t)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for _, format := range Formats {
+		t.Run(format, func(t *testing.T) {
+			w, err := New(format, discard{}, Options{NoThumbnails: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := func(n int) {
+				for i := 0; i < n; i++ {
+					if err := w.Write(results[i%len(results)]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			write(1000)
+			before := heap()
+			write(19000)
+			after := heap()
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if grew := int64(after) - int64(before); grew > 2<<20 {
+				t.Errorf("heap grew by %d bytes over 19,000 results", grew)
+			}
+		})
+	}
+}
