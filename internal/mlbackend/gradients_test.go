@@ -190,6 +190,20 @@ func TestGradients(t *testing.T) {
 			}},
 		{"Conv2D/convgeneral-same-stride2", ins([]int{2, 6, 5, 2}, []int{3, 3, 2, 3}),
 			func(x []*Node) *Node { return Conv2D(x[0], x[1], ConvOptions{Stride: 2, Method: ConvNative}) }},
+		{"Pool2D/max-2x2", ins([]int{2, 6, 5, 2}),
+			func(x []*Node) *Node { return Pool2D(x[0], PoolOptions{Kind: PoolMax}) }},
+		{"Pool2D/max-3x3-stride2-same", ins([]int{1, 7, 6, 2}),
+			func(x []*Node) *Node {
+				return Pool2D(x[0], PoolOptions{Kind: PoolMax, Window: 3, Stride: 2, Padding: PaddingSame})
+			}},
+		{"Pool2D/avg-2x2", ins([]int{2, 6, 5, 2}),
+			func(x []*Node) *Node { return Pool2D(x[0], PoolOptions{Kind: PoolAvg}) }},
+		{"Pool2D/avg-3x3-stride2-same", ins([]int{1, 7, 6, 2}),
+			func(x []*Node) *Node {
+				return Pool2D(x[0], PoolOptions{Kind: PoolAvg, Window: 3, Stride: 2, Padding: PaddingSame})
+			}},
+		{"GlobalAvgPool2D", ins([]int{2, 3, 4, 2}),
+			func(x []*Node) *Node { return GlobalAvgPool2D(x[0]) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { checkGradients(t, backend, tc) })
