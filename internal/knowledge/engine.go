@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/acdtcm/acdtcm/internal/result"
 	"github.com/acdtcm/acdtcm/internal/severity"
@@ -180,7 +181,8 @@ func (kb *KB) label(s severity.Scale, g int) Text {
 func round2(x float64) float64 { return math.Round(x*100) / 100 }
 
 // Analyze runs the rule engine: effective grades, Western recommendations, syndrome scores
-// with the rules that fired, the chosen syndrome(s), referral triggers and disclaimers.
+// with the rules that fired, the chosen syndrome(s), referral triggers and disclaimers. It
+// only reads kb, so one KB (from Load or LoadFile) serves concurrent callers.
 func (kb *KB) Analyze(in Input) Analysis {
 	a := Analysis{Recommendations: []RecommendationHit{}, Scores: []result.SyndromeScore{}}
 	st := &state{kb: kb, text: normalizeText(in.Symptoms), age: in.Age, lesions: map[string]float64{},
@@ -520,8 +522,9 @@ func InputFromResult(res *result.DiagnosisResult) Input {
 }
 
 // Apply runs Analyze and fills res: Diagnosis label, Recommendations, TCMAnalysis, Referral
-// and Disclaimer. Fields of in left empty (grade, probabilities, lesions) are taken from res.
-// A result that carries an Error is left alone.
+// and Disclaimer, and records the time taken in Timing.KnowledgeMS. Fields of in left empty
+// (grade, probabilities, lesions) are taken from res. A result that carries an Error is left
+// alone.
 func (kb *KB) Apply(res *result.DiagnosisResult, in Input) {
 	if res == nil || res.Error != "" {
 		return
@@ -536,7 +539,9 @@ func (kb *KB) Apply(res *result.DiagnosisResult, in Input) {
 	if in.Lesions == nil {
 		in.Lesions = from.Lesions
 	}
+	start := time.Now()
 	a := kb.Analyze(in)
+	defer func() { res.Timing.KnowledgeMS = float64(time.Since(start).Microseconds()) / 1000 }()
 	if a.Label != nil {
 		res.Diagnosis = severity.Label{EN: a.Label.EN, ZH: a.Label.ZH}
 	}

@@ -16,6 +16,7 @@ type ValidationError struct {
 	Problems []string
 }
 
+// Error lists the problems, one per line.
 func (e *ValidationError) Error() string {
 	if len(e.Problems) == 1 {
 		return "invalid knowledge base: " + e.Problems[0]
