@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/acdtcm/acdtcm/internal/infer"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/tokenizer"
 )
@@ -123,4 +124,37 @@ func argmax(v []float32) int {
 		}
 	}
 	return best
+}
+
+func TestGraderProbabilities(t *testing.T) {
+	m := tinyModel(t)
+	g, err := NewGrader(m, "tiny-test", "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := g.Preprocess(testImage(84, 56, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	preds, err := g.Predict(nil, []infer.Input{in, in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range preds {
+		sum := 0.0
+		for _, v := range p.Probabilities {
+			sum += v
+		}
+		if len(p.Probabilities) != 4 || math.Abs(sum-1) > 1e-9 {
+			t.Errorf("probabilities %v", p.Probabilities)
+		}
+	}
+	for i := range preds[0].Probabilities {
+		if math.Abs(preds[0].Probabilities[i]-preds[1].Probabilities[i]) > 1e-6 {
+			t.Errorf("same photo twice in a batch scored differently: %v vs %v", preds[0].Probabilities, preds[1].Probabilities)
+		}
+	}
+	if _, err := g.Preprocess(testImage(20, 200, 1)); err == nil {
+		t.Error("a photo narrower than 28 px should be refused")
+	}
 }
