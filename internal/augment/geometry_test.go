@@ -151,8 +151,15 @@ func TestGeometryMatchesPixels(t *testing.T) {
 	for _, expand := range []bool{false, true} {
 		for _, resize := range []bool{true, false} {
 			p.RotationExpand, p.CropResize = expand, resize
+			var list []Ops
 			for seed := int64(0); seed < 6; seed++ {
-				ops := Sample(p, NewRand(seed, "field", 1))
+				list = append(list, Sample(p, NewRand(seed, "field", 1)))
+			}
+			// Quarter and half turns of a non-square image take imaging's exact paths
+			// (Rotate90 and friends, and padding instead of cropping when not expanding).
+			list = append(list, Ops{Rotate: true, Angle: 90}, Ops{Rotate: true, Angle: -90, FlipV: true},
+				Ops{Rotate: true, Angle: 180, Crop: true, CropScale: 0.6, CropAspect: 1, CropX: 1, CropY: 0})
+			for _, ops := range list {
 				out, m, ow, oh := ops.Apply(p, src)
 				if b := out.Bounds(); b.Dx() != ow || b.Dy() != oh || b.Min != (image.Point{}) {
 					t.Fatalf("%v: image bounds %v, geometry says %dx%d", ops, b, ow, oh)

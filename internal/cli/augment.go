@@ -144,11 +144,14 @@ func runAugment(ctx context.Context, app *App, opts *augmentOptions) error {
 	if opts.Limit > 0 && opts.Limit < total {
 		total = opts.Limit
 	}
-	if bar := newProgressBar(app.Err, total, "augment", opts.NoProgress); bar != nil {
+	bar := newProgressBar(app.Err, total, "augment", opts.NoProgress)
+	if bar != nil {
 		cfg.Progress = func() { _ = bar.Add(1) }
-		defer func() { _ = bar.Finish() }()
 	}
 	sum, err := augment.Run(ctx, m, cfg)
+	if bar != nil {
+		_ = bar.Finish()
+	}
 	if err != nil {
 		return err
 	}
