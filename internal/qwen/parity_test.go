@@ -1,0 +1,105 @@
+package qwen
+
+import (
+	"encoding/json"
+	"image"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
+	"github.com/acdtcm/acdtcm/internal/tokenizer"
+)
+
+type parityFixture struct {
+	Question       string      `json:"question"`
+	Image          string      `json:"image"`
+	InputIDs       []int       `json:"input_ids"`
+	GridTHW        [3]int      `json:"image_grid_thw"`
+	VisionFeatures [][]float32 `json:"vision_features"`
+	LastLogits     []float32   `json:"last_logits"`
+	GreedyIDs      []int       `json:"greedy_ids"`
+}
+
+// TestParityWithTransformers compares with the fixture written by
+// scripts/qwen-reference/parity.py (Hugging Face transformers on the same deterministic tiny
+// checkpoint). The fixture needs a machine with transformers; until it is committed the test
+// skips and says so.
+func TestParityWithTransformers(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "parity", "tiny-seed7.json"))
+	if err != nil {
+		t.Skip("skipping: no transformers parity fixture yet (run scripts/qwen-reference/parity.py where transformers is installed)")
+	}
+	var fx parityFixture
+	if err := json.Unmarshal(data, &fx); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if _, err := InitCheckpoint(dir, InitOptions{Preset: PresetTiny, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	backend, err := mlbackend.New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(dir, backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join("..", "..", fx.Image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Prompt{Messages: []tokenizer.Message{{Role: "user", Content: []tokenizer.Content{{Image: true}, {Text: fx.Question}}}}, Images: []image.Image{img}}
+	ids, images, err := m.Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, fx.InputIDs) || images[0].Grid != fx.GridTHW {
+		t.Fatalf("prompt ids/grid differ from transformers:\n got %v %v\nwant %v %v", ids, images[0].Grid, fx.InputIDs, fx.GridTHW)
+	}
+	feat, err := m.VisionFeatures(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tensorsFloat32(feat)
+	H := len(fx.VisionFeatures[0])
+	for r, row := range fx.VisionFeatures {
+		for c, want := range row {
+			if d := math.Abs(float64(got[r*H+c] - want)); d > 1e-4 {
+				t.Fatalf("vision feature [%d,%d] = %v, transformers %v", r, c, got[r*H+c], want)
+			}
+		}
+	}
+	gc := m.Generation
+	gc.MaxNewTokens = len(fx.GreedyIDs)
+	gens, err := m.Generate([]Prompt{p}, gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range fx.LastLogits {
+		if d := math.Abs(float64(gens[0].FirstLogits[i] - want)); d > 1e-4 {
+			t.Fatalf("last-position logit %d = %v, transformers %v", i, gens[0].FirstLogits[i], want)
+		}
+	}
+	if !slices.Equal(gens[0].TokenIDs, trimStops(fx.GreedyIDs, gc.StopTokens)) {
+		t.Errorf("greedy continuation %v, transformers %v", gens[0].TokenIDs, fx.GreedyIDs)
+	}
+}
+
+func trimStops(ids, stops []int) []int {
+	for i, id := range ids {
+		if slices.Contains(stops, id) {
+			return ids[:i]
+		}
+	}
+	return ids
+}
