@@ -53,8 +53,8 @@ brightness shift up to ±--brightness of full scale, contrast and saturation fac
 Lesion boxes follow the geometry: a rotated box becomes the bounding box of its rotated
 corners; boxes are clipped to the image and dropped when less than --min-visible of the
 transformed box is left inside. lesion_count drops by the boxes dropped; the severity grade
-is kept. Copy k of image ID is image ID_aug<k>, with source_id kept (the source's image_id
-when it had none) and split kept, so split grouping still holds.
+is kept. Copy k of photo X gets image_id X_aug<k>, X's split and X's source_id (X itself
+when it had none), so splits grouped by source still hold.
 
 Randomness of every copy comes from (--seed, image id, copy index): the same seed gives
 byte-identical output whatever --workers is. Photos that cannot be read are reported and
