@@ -28,7 +28,8 @@ principle and representative formula (names only, never doses), the nine constit
 referral triggers and disclaimers. Every entry cites its sources and a confidence tag
 (V verified, S secondary, X synthesised).
 
-A user file (--file, or knowledge.file in the config) is merged over the built-in base:
+A user file (--file of show and analyze; knowledge.show.file in a config file) is merged
+over the built-in base:
 entries with a built-in id replace it, new ids are added, "remove: {section: [ids]}" deletes
 built-in entries, and engine keys override one by one. Start from "acdtcm knowledge dump".`,
 		Example: `  acdtcm knowledge dump > my-knowledge.yaml
