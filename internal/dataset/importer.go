@@ -137,7 +137,11 @@ func Import(opts ImportOptions) (*ImportResult, error) {
 		if it.needDim {
 			w, h, err := imageSize(it.img)
 			if err != nil {
-				res.Skipped = append(res.Skipped, Skip{File: it.img, Reason: err.Error()})
+				reason := err.Error()
+				if it.file != it.img {
+					reason = "image " + it.img + ": " + reason
+				}
+				res.Skipped = append(res.Skipped, Skip{File: it.file, Reason: reason})
 				continue
 			}
 			it.rec.Width, it.rec.Height = w, h

@@ -33,6 +33,7 @@ type ShareGPTMessage struct {
 type ShareGPTSample struct {
 	Messages []ShareGPTMessage `json:"messages"`
 	Images   []string          `json:"images"`
+	Index    int               `json:"-"` // 1-based position in the parsed file (array index or line)
 }
 
 // SampleError reports a sample of a ShareGPT file that could not be used.
@@ -105,6 +106,7 @@ func ParseShareGPT(data []byte) ([]ShareGPTSample, []error, error) {
 			errs = append(errs, &SampleError{Index: c.index, Err: err})
 			continue
 		}
+		s.Index = c.index
 		samples = append(samples, s)
 	}
 	return samples, errs, nil
@@ -166,8 +168,8 @@ var (
 	reLesionLine  = regexp.MustCompile(`(?im)^\s*lesions?\s*[:：]\s*(.*)$`)
 	reLesionTotal = regexp.MustCompile(`^\s*([0-9]+)`)
 	reLesionType  = regexp.MustCompile(`(?i)\b(comedone|papule|pustule|nodule)s?\s*[:=]?\s*([0-9]+)`)
-	reTCMPattern  = regexp.MustCompile(`(?im)^\s*(?:TCM syndrome|TCM pattern|证型|中医证型)\s*[:：]\s*(.+?)\s*$`)
-	reTCMConst    = regexp.MustCompile(`(?im)^\s*(?:TCM constitution|体质)\s*[:：]\s*(.+?)\s*$`)
+	reTCMPattern  = regexp.MustCompile(`(?i)(?:TCM syndrome|TCM pattern|证型)\s*[:：]\s*([^\n;；。]+)`)
+	reTCMConst    = regexp.MustCompile(`(?i)(?:TCM constitution|体质)\s*[:：]\s*([^\n;；。]+)`)
 	chineseGrades = []string{"极重度", "重度", "中度", "轻度"}
 )
 
@@ -361,10 +363,10 @@ func readShareGPT(src string, opts ImportOptions) ([]item, []Skip, error) {
 			skips = append(skips, Skip{File: f, Reason: e.Error()})
 		}
 		split := splitNames[strings.ToLower(stem(f))]
-		for i, s := range samples {
+		for _, s := range samples {
 			rec, img, err := SampleRecord(s, opts.Scale)
 			if err != nil {
-				skips = append(skips, Skip{File: f, Reason: fmt.Sprintf("sample %d: %v", i+1, err)})
+				skips = append(skips, Skip{File: f, Reason: fmt.Sprintf("sample %d: %v", s.Index, err)})
 				continue
 			}
 			p := filepath.FromSlash(img)
@@ -384,7 +386,7 @@ func readShareGPT(src string, opts ImportOptions) ([]item, []Skip, error) {
 			if _, source, ok := ParseACNE04Name(p); ok {
 				rec.SourceID = source
 			}
-			items = append(items, item{rec: rec, img: p, file: fmt.Sprintf("%s (sample %d)", f, i+1), needDim: true})
+			items = append(items, item{rec: rec, img: p, file: fmt.Sprintf("%s (sample %d)", f, s.Index), needDim: true})
 		}
 	}
 	return items, skips, nil
