@@ -21,10 +21,11 @@ var csvColumns = []string{
 
 // csvWriter writes one flat row per result.
 type csvWriter struct {
-	cw    *csv.Writer
-	opts  Options
-	tx    *texts
-	begun bool
+	cw     *csv.Writer
+	opts   Options
+	tx     *texts
+	begun  bool
+	closed bool
 }
 
 func newCSVWriter(w io.Writer, opts Options, tx *texts) *csvWriter {
@@ -51,6 +52,9 @@ func (c *csvWriter) flush(err error) error {
 }
 
 func (c *csvWriter) Write(r *result.DiagnosisResult) error {
+	if c.closed {
+		return ErrClosed
+	}
 	if err := c.Begin(); err != nil {
 		return err
 	}
@@ -89,4 +93,7 @@ func (c *csvWriter) Write(r *result.DiagnosisResult) error {
 	return c.flush(c.cw.Write(row))
 }
 
-func (c *csvWriter) Close() error { return c.Begin() }
+func (c *csvWriter) Close() error {
+	c.closed = true
+	return c.Begin()
+}

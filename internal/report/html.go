@@ -157,6 +157,9 @@ func (tx *texts) htmlLabels() *htmlLabels {
 }
 
 func (h *htmlWriter) Write(r *result.DiagnosisResult) error {
+	if h.closed {
+		return ErrClosed
+	}
 	if err := h.Begin(); err != nil {
 		return err
 	}

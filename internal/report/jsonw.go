@@ -37,6 +37,9 @@ func (j *jsonWriter) Begin() error {
 }
 
 func (j *jsonWriter) Write(r *result.DiagnosisResult) error {
+	if j.closed {
+		return ErrClosed
+	}
 	if err := j.Begin(); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@
 package report
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,7 +36,11 @@ import (
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
-// Writer writes a stream of diagnosis results in one format.
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("report writer already closed")
+
+// Writer writes a stream of diagnosis results in one format. A Writer is not safe for
+// concurrent use: call it from the goroutine that collects results, in output order.
 type Writer interface {
 	// Begin writes the preamble (table header, CSV header, "[", HTML head). Write and Close
 	// call it if it was not called.
@@ -43,8 +48,8 @@ type Writer interface {
 	// Write writes one result and flushes it to the underlying writer (the HTML writer also
 	// reads the result's image to embed a thumbnail).
 	Write(r *result.DiagnosisResult) error
-	// Close writes the epilogue (summary, disclaimer, "]"). It does not close the underlying
-	// io.Writer.
+	// Close writes the epilogue (summary, disclaimer, "]"); later calls do nothing and Write
+	// returns ErrClosed. It does not close the underlying io.Writer.
 	Close() error
 }
 

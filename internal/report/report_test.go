@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"flag"
 	"image"
 	"image/jpeg"
@@ -210,6 +211,28 @@ func TestEmpty(t *testing.T) {
 			if !strings.HasSuffix(out, "</html>\n") || strings.Contains(out, "<article") {
 				t.Errorf("empty html is not a complete page without cards")
 			}
+		}
+	}
+}
+
+// Close is idempotent and Write after Close fails, in every format.
+func TestWriteAfterClose(t *testing.T) {
+	r := fixtures(t)[2]
+	for _, format := range Formats {
+		var buf bytes.Buffer
+		w, err := New(format, &buf, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("%s: Close: %v", format, err)
+		}
+		n := buf.Len()
+		if err := w.Close(); err != nil || buf.Len() != n {
+			t.Errorf("%s: second Close wrote more or failed (%v)", format, err)
+		}
+		if err := w.Write(r); !errors.Is(err, ErrClosed) || buf.Len() != n {
+			t.Errorf("%s: Write after Close = %v (wrote %d bytes), want ErrClosed", format, err, buf.Len()-n)
 		}
 	}
 }

@@ -21,12 +21,13 @@ var tableWidths = []int{22, 20, 8, 16, 24, 24}
 // tableWriter streams a terminal table, one row per result, then a summary line and the
 // disclaimer.
 type tableWriter struct {
-	w     io.Writer
-	opts  Options
-	tx    *texts
-	t     *tablewriter.Table
-	tally tally
-	begun bool
+	w      io.Writer
+	opts   Options
+	tx     *texts
+	t      *tablewriter.Table
+	tally  tally
+	begun  bool
+	closed bool
 }
 
 func newTableWriter(w io.Writer, opts Options, tx *texts) *tableWriter {
@@ -68,6 +69,9 @@ func (t *tableWriter) Begin() error {
 }
 
 func (t *tableWriter) Write(r *result.DiagnosisResult) error {
+	if t.closed {
+		return ErrClosed
+	}
 	if err := t.Begin(); err != nil {
 		return err
 	}
@@ -196,6 +200,10 @@ func (t *tableWriter) Close() error {
 	if err := t.Begin(); err != nil {
 		return err
 	}
+	if t.closed {
+		return nil
+	}
+	t.closed = true
 	if err := t.t.Close(); err != nil {
 		return fmt.Errorf("finish table: %w", err)
 	}
