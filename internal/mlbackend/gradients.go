@@ -25,12 +25,18 @@ var ourVJP = map[NodeType]VJP{
 	NodeTypeRsqrt:       single(rsqrtVJP),
 	NodeTypeClamp:       single(clampVJP),
 	NodeTypeConvGeneral: single(convGeneralVJP),
+	// Piecewise-constant ops: zero gradient almost everywhere (v0.26.0 has no rule and panics).
+	NodeTypeSign:  single(zeroVJP),
+	NodeTypeRound: single(zeroVJP),
+	NodeTypeFloor: single(zeroVJP),
+	NodeTypeCeil:  single(zeroVJP),
 }
 
 func init() { RegisterGradients() }
 
 // RegisterGradients installs this package's gradient rules in graph.VJPRegistration: Dot and
-// DotGeneral as two matmuls, Slice without Pad, Rsqrt, Clamp and ConvGeneral without Reverse.
+// DotGeneral as two matmuls, Slice without Pad, Rsqrt, Clamp, ConvGeneral without Reverse, and
+// zero gradients for Sign, Round, Floor and Ceil.
 // It is idempotent and is also run by this package's init and by New. It must not run
 // concurrently with graph building (graph.VJPRegistration is a plain map); init guarantees that.
 func RegisterGradients() {
@@ -237,6 +243,9 @@ func unsliceAxis(g *Node, axis, dim, start, limit, stride int) *Node {
 	}
 	return Concatenate(parts, axis)
 }
+
+// zeroVJP gives no gradient to any input (nil: the input is treated as constant).
+func zeroVJP(node, _ *Node) []*Node { return make([]*Node, len(node.Inputs())) }
 
 // rsqrtVJP: d/dx x^(-1/2) = -1/2 * rsqrt(x)^3.
 func rsqrtVJP(node, v *Node) []*Node {

@@ -204,6 +204,13 @@ func TestGradients(t *testing.T) {
 			}},
 		{"GlobalAvgPool2D", ins([]int{2, 3, 4, 2}),
 			func(x []*Node) *Node { return GlobalAvgPool2D(x[0]) }},
+		{"groupNormalize", ins([]int{2, 3, 2, 4}),
+			func(x []*Node) *Node { return groupNormalize(x[0], 2, 1e-5) }},
+		{"Sign-Round-Floor-Ceil", ins([]int{3, 4}),
+			func(x []*Node) *Node {
+				// Piecewise constant: the finite difference is 0 away from the steps; x*... keeps a path.
+				return Add(Mul(x[0], Add(Add(Sign(x[0]), Round(x[0])), Add(Floor(x[0]), Ceil(x[0])))), x[0])
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { checkGradients(t, backend, tc) })
