@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/acdtcm/acdtcm/internal/grader"
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
+)
+
+func init() { register(newTrainCmd) }
+
+// trainOptions are the flags of `acdtcm train` (config keys train.<flag>).
+type trainOptions struct {
+	Model     string // trainer kind: "grader" (built-in CNN); more kinds plug into trainers
+	ExportDir string
+	Progress  bool
+	Layers    string
+	grader.TrainConfig
+}
+
+// trainers maps a model kind (the config's train.model) to its training function, so other
+// trainers (e.g. a Qwen LoRA fine-tune) plug in by adding an entry from their own init.
+var trainers = map[string]func(ctx context.Context, app *App, opts *trainOptions) error{
+	"grader": runTrainGrader,
+}
+
+func newTrainCmd(app *App) *cobra.Command {
+	opts := &trainOptions{TrainConfig: grader.DefaultTrainConfig()}
+	d := opts.TrainConfig
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Train a model (the built-in acne grader by default) with validation, early stopping and resumable checkpoints",
+		Long: `Train a model described by a config file (keys under "train:"). The "grader" kind trains the
+compact built-in acne grader with GoMLX: a small convolutional network whose per-lesion-type
+density map gives lesion counts and whose grade head gives Hayashi grade probabilities.
+
+Each epoch it validates on a holdout carved from the train split by source photo (no
+leakage between augmented copies), writes last.ckpt (and best.ckpt on improvement)
+atomically, metrics.jsonl and curves.svg to --out, and stops early after --patience epochs
+without improvement. --resume continues exactly from last.ckpt (weights, optimizer state,
+data order and augmentation). After training, the best weights are scored on --eval-split
+(never used for selection) and optionally exported for go:embed with --export-dir.`,
+		Example: `  acdtcm train --config configs/train-grader.yaml
+  acdtcm train --config configs/train-grader.yaml --resume
+  acdtcm train --config configs/train-grader.yaml --epochs 1 --max-steps 20 --out /tmp/try`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			return runTrain(ctx, app, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Model, "model", "grader", "model kind to train: grader")
+	f.StringVar(&opts.Data, "data", "", "dataset manifest (or ACNE04 VOC export directory)")
+	f.StringVar(&opts.OutDir, "out", d.OutDir, "output directory: checkpoints, metrics.jsonl, curves.svg")
+	f.StringVar(&opts.CacheDir, "cache-dir", d.CacheDir, "resized-pixel cache directory (empty: no cache)")
+	f.StringVar(&opts.ExportDir, "export-dir", "", "after training, export the best weights (grader.ckpt, grader.json) here")
+	f.BoolVar(&opts.Progress, "progress", true, "show a progress bar on stderr")
+	f.IntVar(&opts.Epochs, "epochs", d.Epochs, "maximum number of epochs")
+	f.IntVar(&opts.BatchSize, "batch-size", d.BatchSize, "photos per step")
+	f.Float64Var(&opts.LR, "lr", d.LR, "peak learning rate (Adam)")
+	f.Float64Var(&opts.MinLRFrac, "min-lr-frac", d.MinLRFrac, "final learning rate as a fraction of --lr (cosine decay)")
+	f.IntVar(&opts.WarmupSteps, "warmup-steps", d.WarmupSteps, "linear warm-up steps")
+	f.Float64Var(&opts.WeightDecay, "weight-decay", d.WeightDecay, "decoupled weight decay")
+	f.Float64Var(&opts.HoldoutFrac, "holdout-frac", d.HoldoutFrac, "share of train source photos held out for validation")
+	f.Uint64Var(&opts.Seed, "seed", d.Seed, "random seed (initialisation, split, data order, augmentation)")
+	f.IntVar(&opts.Patience, "patience", d.Patience, "early stopping: epochs without holdout improvement (0: off)")
+	f.StringVar(&opts.Metric, "metric", d.Metric, "holdout selection metric: accuracy, macro_f1, quadratic_kappa")
+	f.IntVar(&opts.CkptEvery, "checkpoint-every", d.CkptEvery, "also write last.ckpt every N steps (0: at epoch ends only)")
+	f.BoolVar(&opts.Resume, "resume", false, "resume from <out>/last.ckpt when it exists")
+	mlbackend.AddFlag(f, &opts.Backend)
+	f.Float64Var(&opts.FlipProb, "flip-prob", d.FlipProb, "horizontal flip probability")
+	f.Float64Var(&opts.Brightness, "brightness", d.Brightness, "brightness jitter amplitude (0.15: x0.85..1.15)")
+	f.Float64Var(&opts.ClassWeightP, "class-weight-power", d.ClassWeightP, "grade loss weight = class frequency^-p")
+	f.IntVar(&opts.MaxSteps, "max-steps", 0, "stop after this many steps in total (0: no limit)")
+	f.IntVar(&opts.Workers, "workers", 0, "image decoding workers (0: GOMAXPROCS)")
+	f.StringVar(&opts.TrainSplit, "train-split", d.TrainSplit, "split to train on (and carve the holdout from)")
+	f.StringVar(&opts.EvalSplit, "eval-split", d.EvalSplit, "split scored after training with the best weights (not used for selection)")
+	f.IntVar(&opts.TrainConfig.Model.InputSize, "input-size", d.Model.InputSize, "photos are stretched to this square size")
+	f.IntVar(&opts.TrainConfig.Model.Patch, "patch", d.Model.Patch, "space-to-depth stem patch size")
+	f.IntVar(&opts.TrainConfig.Model.PatchOut, "patch-out", d.Model.PatchOut, "stem output channels")
+	f.StringVar(&opts.Layers, "layers", formatLayers(d.Model.Layers), "3x3 conv layers as channels/stride, comma-separated")
+	f.IntVar(&opts.TrainConfig.Model.GradeHidden, "grade-hidden", d.Model.GradeHidden, "hidden units of the grade head")
+	f.Float64Var(&opts.TrainConfig.Model.Sigma, "sigma", d.Model.Sigma, "density target Gaussian sigma (cells)")
+	f.Float64Var(&opts.Loss.Density, "loss-density", d.Loss.Density, "weight of the density loss")
+	f.Float64Var(&opts.Loss.Count, "loss-count", d.Loss.Count, "weight of the log-count loss")
+	f.Float64Var(&opts.Loss.Grade, "loss-grade", d.Loss.Grade, "weight of the grade cross-entropy")
+	f.Float64Var(&opts.Loss.LabelSmoothing, "label-smoothing", d.Loss.LabelSmoothing, "grade label smoothing")
+	return cmd
+}
+
+func formatLayers(ls []grader.Layer) string {
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = fmt.Sprintf("%d/%d", l.Channels, l.Stride)
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseLayers(s string) ([]grader.Layer, error) {
+	var out []grader.Layer
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		c, st, ok := strings.Cut(p, "/")
+		ch, err1 := strconv.Atoi(c)
+		sv, err2 := strconv.Atoi(st)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("--layers: %q is not channels/stride", p)
+		}
+		out = append(out, grader.Layer{Channels: ch, Stride: sv})
+	}
+	return out, nil
+}
+
+func runTrain(ctx context.Context, app *App, opts *trainOptions) error {
+	fn, ok := trainers[opts.Model]
+	if !ok {
+		kinds := make([]string, 0, len(trainers))
+		for k := range trainers {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		return &ExitError{Code: 2, Err: fmt.Errorf("--model %q: unknown model kind (known: %s)", opts.Model, strings.Join(kinds, ", "))}
+	}
+	return fn(ctx, app, opts)
+}
+
+func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
+	if opts.Data == "" {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--data is required (a manifest or the ACNE04 export directory)")}
+	}
+	layers, err := parseLayers(opts.Layers)
+	if err != nil {
+		return &ExitError{Code: 2, Err: err}
+	}
+	cfg := opts.TrainConfig
+	cfg.Model.Layers = layers
+	log := func(format string, args ...any) {
+		if opts.Progress {
+			fmt.Fprint(app.Err, "\r\033[K")
+		}
+		app.Logger.Info(fmt.Sprintf(format, args...))
+	}
+	var progress grader.Progress
+	if opts.Progress {
+		progress = progressBar(app.Err)
+	}
+	rep, err := grader.RunTraining(ctx, cfg, opts.ExportDir, log, progress)
+	if opts.Progress {
+		fmt.Fprint(app.Err, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(app.Out, "trained %d epochs in %s; best holdout %s %.4f at epoch %d (%d train / %d holdout sources)\n",
+		rep.Epochs, time.Duration(rep.TrainSeconds*float64(time.Second)).Round(time.Second), cfg.Metric, rep.Holdout, rep.BestEpoch, rep.TrainSources, rep.HoldoutSources)
+	if rep.Eval != nil {
+		fmt.Fprintf(app.Out, "%s (%d photos): accuracy %.4f, macro-F1 %.4f, quadratic kappa %.4f, macro AUC %.4f, count MAE %.2f\n",
+			rep.EvalSplit, rep.Eval.N, rep.Eval.Accuracy, rep.Eval.MacroF1, rep.Eval.Kappa, rep.Eval.MacroAUC, rep.Eval.CountMAE)
+	}
+	return nil
+}
+
+// progressBar renders "epoch 3/30 [=====>    ] 12/56 loss 0.8123 acc 0.7100 ETA 4m10s" on w.
+func progressBar(w io.Writer) grader.Progress {
+	var last time.Time
+	return func(epoch, epochs, step, steps int, loss, metric float64, eta time.Duration) {
+		if time.Since(last) < 200*time.Millisecond && step != steps {
+			return
+		}
+		last = time.Now()
+		const width = 24
+		done := width * step / max(1, steps)
+		bar := strings.Repeat("=", done) + strings.Repeat(" ", width-done)
+		m := "-"
+		if metric == metric { // not NaN
+			m = fmt.Sprintf("%.4f", metric)
+		}
+		fmt.Fprintf(w, "\r\033[Kepoch %d/%d [%s] %d/%d loss %.4f holdout %s ETA %s", epoch, epochs, bar, step, steps, loss, m, eta.Round(time.Second))
+	}
+}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/grader"
+)
+
+// writeTinyACNE04 writes a VOC export with n sources x 2 versions in train and n in valid:
+// 32x32 photos with one bright spot per lesion box, grade = number of lesions / 2.
+func writeTinyACNE04(t *testing.T, dir string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		k := i % 7
+		grade := min(3, k/2)
+		for _, f := range []string{"train/levle%d_%d_jpg.rf.a", "train/levle%d_%d_jpg.rf.b", "valid/levle%d_%d_jpg.rf.c"} {
+			name := fmt.Sprintf(f, grade, 100+i)
+			img := image.NewRGBA(image.Rect(0, 0, 32, 32))
+			for p := range img.Pix {
+				img.Pix[p] = 70
+			}
+			var xml strings.Builder
+			xml.WriteString("<annotation><size><width>32</width><height>32</height></size>")
+			for j := 0; j < k; j++ {
+				x, y := 3+(j*7+i)%26, 3+(j*11+2*i)%26
+				img.Set(x, y, color.RGBA{250, 60, 60, 255})
+				xml.WriteString(fmt.Sprintf("<object><name>papules</name><bndbox><xmin>%d</xmin><xmax>%d</xmax><ymin>%d</ymin><ymax>%d</ymax></bndbox></object>", x-1, x+2, y-1, y+2))
+			}
+			xml.WriteString("</annotation>")
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := jpeg.Encode(&buf, img, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p+".jpg", buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p+".xml", []byte(xml.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestTrainCommandErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown kind", []string{"train", "--model", "nope", "--data", "x"}, 2, "unknown model kind"},
+		{"no data", []string{"train", "--data", ""}, 2, "--data is required"},
+		{"bad layers", []string{"train", "--data", "x", "--layers", "8-2"}, 2, "not channels/stride"},
+		{"missing dataset", []string{"train", "--data", "/nonexistent/acne"}, 2, "nonexistent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := Execute(tc.args, strings.NewReader(""), &out, &errb)
+			if code != tc.code || !strings.Contains(errb.String(), tc.msg) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, errb.String(), tc.code, tc.msg)
+			}
+		})
+	}
+}
+
+func TestTrainCommandEndToEnd(t *testing.T) {
+	data, out := t.TempDir(), t.TempDir()
+	writeTinyACNE04(t, data, 14)
+	cfg := filepath.Join(t.TempDir(), "train.yaml")
+	yaml := "train:\n  data: " + data + "\n  out: " + out + "\n  cache-dir: " + filepath.Join(out, "cache") +
+		"\n  input-size: 32\n  patch: 2\n  patch-out: 4\n  layers: 8/2,8/1\n  grade-hidden: 8\n  epochs: 3\n  batch-size: 4\n  holdout-frac: 0.2\n  warmup-steps: 0\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	export := filepath.Join(out, "export")
+	var stdout, stderr bytes.Buffer
+	code := Execute([]string{"--config", cfg, "train", "--progress=false", "--export-dir", export}, strings.NewReader(""), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "trained 3 epochs") || !strings.Contains(stdout.String(), "valid (14 photos)") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	f, err := os.Open(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lines := 0
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		lines++
+	}
+	if lines != 3 {
+		t.Errorf("metrics.jsonl has %d lines, want 3", lines)
+	}
+	for _, p := range []string{"best.ckpt", "last.ckpt", "curves.svg", "eval-valid.json", "export/grader.ckpt", "export/grader.json"} {
+		if _, err := os.Stat(filepath.Join(out, p)); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+	m, err := grader.Load(filepath.Join(export, "grader.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Metrics["valid_accuracy"]; !ok {
+		t.Errorf("exported weights lack valid metrics: %v", m.Metrics)
+	}
+	// Resuming a finished run trains nothing more and reports the same epochs.
+	stdout.Reset()
+	code = Execute([]string{"--config", cfg, "train", "--progress=false", "--resume"}, strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "trained 3 epochs") {
+		t.Fatalf("resume: exit %d, stdout %q, stderr %s", code, stdout.String(), stderr.String())
+	}
+}

@@ -1,0 +1,217 @@
+// Package grader is acdtcm's compact built-in acne grader: a small fully convolutional
+// network trained with GoMLX that predicts a per-lesion-type density map (whose sums are
+// lesion counts) and, from the counts and pooled features, Hayashi grade probabilities.
+//
+// The Hayashi grade is defined by lesion counts, so the network is supervised mainly by the
+// ~45k lesion boxes of ACNE04 (as Gaussian density targets, see package heatmap) and only
+// secondarily by the 991 photo-level grades. All of it runs on the pure-Go simplego backend.
+package grader
+
+import (
+	"fmt"
+	"math"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's idiomatic dot-import.
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/context/initializers"
+	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
+
+	"github.com/acdtcm/acdtcm/internal/dataset"
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
+)
+
+// NumGrades is the number of Hayashi grades predicted.
+const NumGrades = 4
+
+// NumTypes is the number of lesion types (dataset.LesionTypes order).
+var NumTypes = len(dataset.LesionTypes)
+
+// modelScope is the context scope holding the model's weights.
+const modelScope = "model"
+
+// Layer is one 3x3 convolution + ReLU of the backbone.
+type Layer struct {
+	Channels int `json:"channels"`
+	Stride   int `json:"stride"` // 1 or 2
+}
+
+// ModelConfig fixes the architecture; it is stored in every checkpoint.
+type ModelConfig struct {
+	InputSize   int     `json:"input_size"`   // photos are stretched to InputSize x InputSize
+	Patch       int     `json:"patch"`        // space-to-depth stem: Patch x Patch pixels per cell (0 or 1: none)
+	PatchOut    int     `json:"patch_out"`    // channels of the stem's 1x1 projection
+	Layers      []Layer `json:"layers"`       // 3x3 conv backbone
+	GradeHidden int     `json:"grade_hidden"` // hidden units of the grade head
+	Sigma       float64 `json:"sigma"`        // density target Gaussian sigma, in cells
+}
+
+// DefaultModelConfig is the configuration of the built-in grader.
+func DefaultModelConfig() ModelConfig {
+	return ModelConfig{
+		InputSize:   224,
+		Patch:       4,
+		PatchOut:    24,
+		Layers:      []Layer{{32, 2}, {32, 1}, {32, 1}},
+		GradeHidden: 32,
+		Sigma:       1.0,
+	}
+}
+
+// Grid is the side of the density map.
+func (mc ModelConfig) Grid() int {
+	g := mc.InputSize / max(1, mc.Patch)
+	for _, l := range mc.Layers {
+		g /= l.Stride
+	}
+	return g
+}
+
+// Validate checks that the configuration describes a buildable model.
+func (mc ModelConfig) Validate() error {
+	if mc.InputSize < 8 || len(mc.Layers) == 0 || mc.GradeHidden <= 0 {
+		return fmt.Errorf("model config: input_size >= 8, at least one layer and grade_hidden > 0 needed, got %+v", mc)
+	}
+	s := mc.InputSize
+	if mc.Patch > 1 {
+		if s%mc.Patch != 0 || mc.PatchOut <= 0 {
+			return fmt.Errorf("model config: input_size %d must be divisible by patch %d and patch_out > 0", s, mc.Patch)
+		}
+		s /= mc.Patch
+	}
+	for i, l := range mc.Layers {
+		if l.Channels <= 0 || (l.Stride != 1 && l.Stride != 2) {
+			return fmt.Errorf("model config: layer %d: channels > 0 and stride 1 or 2 needed, got %+v", i, l)
+		}
+		if s%l.Stride != 0 {
+			return fmt.Errorf("model config: layer %d: size %d not divisible by stride %d", i, s, l.Stride)
+		}
+		s /= l.Stride
+	}
+	return nil
+}
+
+// FLOPs estimates the multiply-adds (x2) of one forward pass.
+func (mc ModelConfig) FLOPs() int64 {
+	var f int64
+	s, cin := mc.InputSize, 3
+	if mc.Patch > 1 {
+		s /= mc.Patch
+		f += int64(s*s) * int64(mc.Patch*mc.Patch*3*mc.PatchOut) * 2
+		cin = mc.PatchOut
+	}
+	for _, l := range mc.Layers {
+		s /= l.Stride
+		f += int64(s*s) * int64(9*cin*l.Channels) * 2
+		cin = l.Channels
+	}
+	f += int64(s*s) * int64(cin*NumTypes) * 2
+	return f
+}
+
+// conv3x3 is a trainable 3x3 convolution with "same" zero padding and the given stride on
+// NHWC input (mlbackend's im2col Conv2D, which trains on simplego).
+func conv3x3(ctx *context.Context, x *Node, cout, stride int) *Node {
+	return mlbackend.Conv2DLayer(ctx, x, cout, 3, true, mlbackend.ConvOptions{Stride: stride})
+}
+
+// addBias adds a bias vector along the last axis of y.
+func addBias(y, bias *Node) *Node {
+	dims := make([]int, y.Rank())
+	for i := range dims {
+		dims[i] = 1
+	}
+	dims[len(dims)-1] = bias.Shape().Dimensions[0]
+	return Add(y, Reshape(bias, dims...))
+}
+
+// dense is a fully connected layer on [batch, features].
+func dense(ctx *context.Context, x *Node, out int, std float64) *Node {
+	g := x.Graph()
+	in := x.Shape().Dimensions[1]
+	if std <= 0 {
+		std = math.Sqrt(2 / float64(in))
+	}
+	wv := ctx.WithInitializer(initializers.RandomNormalFn(ctx, std)).VariableWithShape("weights", shapes.Make(x.DType(), in, out))
+	bv := ctx.WithInitializer(initializers.Zero).VariableWithShape("bias", shapes.Make(x.DType(), out))
+	return addBias(MatMul(x, wv.ValueGraph(g)), bv.ValueGraph(g))
+}
+
+// Outputs are the model's graph outputs for a batch.
+type Outputs struct {
+	Density *Node // [batch, grid, grid, types], non-negative
+	Counts  *Node // [batch, types], the density's spatial sums
+	Logits  *Node // [batch, grades]
+}
+
+// BuildModel builds the grader on normalised images [batch, size, size, 3] (float32).
+func BuildModel(ctx *context.Context, mc ModelConfig, images *Node) Outputs {
+	ctx = ctx.In(modelScope).Checked(false)
+	x := images
+	if p := mc.Patch; p > 1 {
+		// Space-to-depth: [b, s, s, 3] -> [b, s/p, s/p, p*p*3], then a 1x1 projection
+		// (a p x p convolution with stride p).
+		dims := x.Shape().Dimensions
+		b, s := dims[0], dims[1]
+		x = Reshape(x, b, s/p, p, s/p, p, 3)
+		x = TransposeAllAxes(x, 0, 1, 3, 2, 4, 5)
+		x = Reshape(x, b, s/p, s/p, p*p*3)
+		sctx := ctx.In("stem")
+		fanIn := p * p * 3
+		wv := sctx.WithInitializer(initializers.RandomNormalFn(sctx, math.Sqrt(2/float64(fanIn)))).
+			VariableWithShape("weights", shapes.Make(x.DType(), fanIn, mc.PatchOut))
+		bv := sctx.WithInitializer(initializers.Zero).VariableWithShape("bias", shapes.Make(x.DType(), mc.PatchOut))
+		x = activations.Relu(addBias(Einsum("bhwk,ko->bhwo", x, wv.ValueGraph(x.Graph())), bv.ValueGraph(x.Graph())))
+	}
+	for i, l := range mc.Layers {
+		x = activations.Relu(conv3x3(ctx.Inf("conv%d", i), x, l.Channels, l.Stride))
+	}
+	feat := x
+	// 1x1 density head; ReLU keeps densities non-negative.
+	hctx := ctx.In("density")
+	dims := feat.Shape().Dimensions
+	c := dims[3]
+	g := feat.Graph()
+	hw := hctx.WithInitializer(initializers.RandomNormalFn(hctx, 0.01)).VariableWithShape("weights", shapes.Make(feat.DType(), c, NumTypes))
+	hb := hctx.WithInitializer(initializers.Zero).VariableWithShape("bias", shapes.Make(feat.DType(), NumTypes))
+	density := activations.Relu(addBias(Einsum("bhwc,ct->bhwt", feat, hw.ValueGraph(g)), hb.ValueGraph(g)))
+	counts := ReduceSum(density, 1, 2)
+
+	// Grade head: log-counts (no gradient back into the counter) + pooled features.
+	logCounts := Log1p(StopGradient(counts))
+	logTotal := Log1p(ReduceSum(StopGradient(counts), 1))
+	pooled := ReduceMean(feat, 1, 2)
+	gin := Concatenate([]*Node{logCounts, InsertAxes(logTotal, -1), pooled}, 1)
+	h := activations.Relu(dense(ctx.In("grade_hidden"), gin, mc.GradeHidden, 0))
+	logits := dense(ctx.In("grade_out"), h, NumGrades, 0.01)
+	return Outputs{Density: density, Counts: counts, Logits: logits}
+}
+
+// LossWeights weigh the three training losses.
+type LossWeights struct {
+	Density        float64 `json:"density"`
+	Count          float64 `json:"count"`
+	Grade          float64 `json:"grade"`
+	LabelSmoothing float64 `json:"label_smoothing"`
+}
+
+// Losses builds the training losses: density (per-image sum of squared errors), count
+// (absolute error of log1p counts per type and in total) and grade (class-weighted,
+// label-smoothed cross-entropy). weights are per-sample grade weights [batch].
+func Losses(out Outputs, gtDensity, gtCounts, gtGrade, weights *Node, lw LossWeights) (total, dens, count, grade *Node) {
+	g := out.Density.Graph()
+	b := float64(out.Density.Shape().Dimensions[0])
+	dens = DivScalar(ReduceAllSum(Square(Sub(out.Density, gtDensity))), b)
+	lp, lt := Log1p(out.Counts), Log1p(gtCounts)
+	perType := ReduceSum(Abs(Sub(lp, lt)), 1)
+	tot := Abs(Sub(Log1p(ReduceSum(out.Counts, 1)), Log1p(ReduceSum(gtCounts, 1))))
+	count = ReduceAllMean(Add(perType, tot))
+	onehot := OneHot(gtGrade, NumGrades, out.Logits.DType())
+	eps := lw.LabelSmoothing
+	target := AddScalar(MulScalar(onehot, 1-eps), eps/NumGrades)
+	ce := Neg(ReduceSum(Mul(target, LogSoftmax(out.Logits, -1)), 1))
+	grade = Div(ReduceAllSum(Mul(ce, weights)), MaxScalar(ReduceAllSum(weights), 1e-6))
+	total = Add(Add(MulScalar(dens, lw.Density), MulScalar(count, lw.Count)), MulScalar(grade, lw.Grade))
+	_ = g
+	return
+}

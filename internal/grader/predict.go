@@ -1,0 +1,202 @@
+package grader
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's idiomatic dot-import.
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/dataset"
+	"github.com/acdtcm/acdtcm/internal/grader/heatmap"
+	"github.com/acdtcm/acdtcm/internal/grader/weights"
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
+)
+
+// Box is a lesion located from a density peak, in pixels of the input image.
+type Box struct {
+	Type           string
+	X0, Y0, X1, Y1 float64
+	Score          float64
+}
+
+// Prediction is the grader's output for one photo.
+type Prediction struct {
+	Probabilities []float64          // Hayashi grades 0..3
+	Grade         int                // argmax of Probabilities
+	LesionCounts  map[string]float64 // by dataset.LesionTypes
+	Boxes         []Box              // lesion centres from density peaks, with a typical box size
+}
+
+// newPredictExec compiles (lazily, once per batch shape) the inference graph.
+func newPredictExec(backend backends.Backend, ctx *context.Context, mc ModelConfig) (*context.Exec, error) {
+	e, err := context.NewExec(backend, ctx.Reuse(), func(ctx *context.Context, images *Node) []*Node {
+		out := BuildModel(ctx, mc, images)
+		return []*Node{out.Density, out.Counts, Softmax(out.Logits, -1)}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inference graph: %w", err)
+	}
+	return e, nil
+}
+
+// boxSide is the typical lesion box side relative to the image (ACNE04 median ~27/640 px).
+const boxSide = 0.043
+
+// predictRows runs the model on resized RGB rows (InputSize^2*3 bytes each).
+func predictRows(exec *context.Exec, mc ModelConfig, rows [][]uint8) ([]Prediction, error) {
+	s, grid := mc.InputSize, mc.Grid()
+	b := len(rows)
+	img := make([]float32, b*s*s*3)
+	for i, r := range rows {
+		if len(r) != s*s*3 {
+			return nil, fmt.Errorf("input %d: %d bytes, want %d", i, len(r), s*s*3)
+		}
+		dst := img[i*s*s*3:]
+		for k, v := range r {
+			dst[k] = normalise(v)
+		}
+	}
+	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(img, b, s, s, 3))
+	if err != nil {
+		return nil, fmt.Errorf("run grader: %w", err)
+	}
+	dens := tensors.MustCopyFlatData[float32](outs[0])
+	counts := tensors.MustCopyFlatData[float32](outs[1])
+	probs := tensors.MustCopyFlatData[float32](outs[2])
+	nt := NumTypes
+	preds := make([]Prediction, b)
+	for i := range preds {
+		p := Prediction{Probabilities: make([]float64, NumGrades), LesionCounts: map[string]float64{}}
+		for g := 0; g < NumGrades; g++ {
+			p.Probabilities[g] = float64(probs[i*NumGrades+g])
+		}
+		p.Grade = argmax(p.Probabilities)
+		for t, name := range dataset.LesionTypes {
+			p.LesionCounts[name] = float64(counts[i*nt+t])
+		}
+		for _, pk := range heatmap.Peaks(dens[i*grid*grid*nt:(i+1)*grid*grid*nt], grid, nt, 0.3) {
+			cx, cy := (float64(pk.Col)+0.5)/float64(grid), (float64(pk.Row)+0.5)/float64(grid)
+			p.Boxes = append(p.Boxes, Box{Type: dataset.LesionTypes[pk.Type], X0: cx - boxSide/2, X1: cx + boxSide/2, Y0: cy - boxSide/2, Y1: cy + boxSide/2, Score: pk.Score})
+		}
+		preds[i] = p
+	}
+	return preds, nil
+}
+
+// Model is a loaded grader ready for inference. Predict is safe for concurrent use
+// (calls are serialised; each call is one batched model run).
+type Model struct {
+	Config  ModelConfig
+	Metrics map[string]float64
+	mu      sync.Mutex
+	exec    *context.Exec
+}
+
+// LoadBuiltin loads the weights embedded in the binary.
+func LoadBuiltin() (*Model, error) {
+	if len(weights.Grader) == 0 {
+		return nil, errors.New("this binary has no built-in grader weights")
+	}
+	ck, err := ParseCheckpoint(weights.Grader)
+	if err != nil {
+		return nil, fmt.Errorf("built-in grader weights: %w", err)
+	}
+	return fromCheckpoint(ck, "")
+}
+
+// Load loads a grader checkpoint file (best.ckpt, last.ckpt or exported weights).
+func Load(path string) (*Model, error) {
+	ck, err := ReadCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	return fromCheckpoint(ck, "")
+}
+
+// LoadWithBackend is Load/LoadBuiltin (path "") on a chosen backend spec (see mlbackend.New).
+func LoadWithBackend(path, backendSpec string) (*Model, error) {
+	if path == "" {
+		ck, err := ParseCheckpoint(weights.Grader)
+		if err != nil {
+			return nil, fmt.Errorf("built-in grader weights: %w", err)
+		}
+		return fromCheckpoint(ck, backendSpec)
+	}
+	ck, err := ReadCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	return fromCheckpoint(ck, backendSpec)
+}
+
+func fromCheckpoint(ck *Checkpoint, backendSpec string) (*Model, error) {
+	mc := ck.Header.Model
+	if err := mc.Validate(); err != nil {
+		return nil, err
+	}
+	backend, err := mlbackend.New(backendSpec)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.New()
+	for _, e := range ck.Header.Tensors {
+		if !isModelVar(e.Name) {
+			continue
+		}
+		t, err := ck.Tensor(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		scope, name := splitScopeName(e.Name)
+		ctx.InAbsPath(scope).VariableWithValue(name, t)
+	}
+	exec, err := newPredictExec(backend, ctx, mc)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{Config: mc, Metrics: ck.Header.Metrics, exec: exec}, nil
+}
+
+// Preprocess stretches a photo to the model's input square (as the ACNE04 export does).
+func (m *Model) Preprocess(img image.Image) []uint8 { return Resize(img, m.Config.InputSize) }
+
+// Predict grades a batch of photos. Boxes are returned in pixels of each input image.
+func (m *Model) Predict(images []image.Image) ([]Prediction, error) {
+	rows := make([][]uint8, len(images))
+	for i, img := range images {
+		if img == nil || img.Bounds().Empty() {
+			return nil, fmt.Errorf("image %d is empty", i)
+		}
+		rows[i] = m.Preprocess(img)
+	}
+	preds, err := m.PredictPreprocessed(rows)
+	if err != nil {
+		return nil, err
+	}
+	for i, img := range images {
+		b := img.Bounds()
+		w, h := float64(b.Dx()), float64(b.Dy())
+		for k := range preds[i].Boxes {
+			bx := &preds[i].Boxes[k]
+			bx.X0, bx.X1 = float64(b.Min.X)+bx.X0*w, float64(b.Min.X)+bx.X1*w
+			bx.Y0, bx.Y1 = float64(b.Min.Y)+bx.Y0*h, float64(b.Min.Y)+bx.Y1*h
+		}
+	}
+	return preds, nil
+}
+
+// PredictPreprocessed grades photos already passed through Preprocess; box coordinates are
+// normalised to 0..1.
+func (m *Model) PredictPreprocessed(rows [][]uint8) ([]Prediction, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return predictRows(m.exec, m.Config, rows)
+}

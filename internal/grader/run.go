@@ -1,0 +1,190 @@
+package grader
+
+import (
+	gocontext "context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
+)
+
+// Report summarises a training run.
+type Report struct {
+	TrainSources   int                `json:"train_sources"`
+	HoldoutSources int                `json:"holdout_sources"`
+	Epochs         int                `json:"epochs_done"`
+	BestEpoch      int                `json:"best_epoch"`
+	Holdout        float64            `json:"holdout_best"`
+	Eval           *GradeMetrics      `json:"eval,omitempty"` // EvalSplit with the best weights
+	EvalSplit      string             `json:"eval_split,omitempty"`
+	TrainSeconds   float64            `json:"train_seconds"`
+	Metrics        map[string]float64 `json:"metrics"`
+}
+
+// RunTraining is the whole `acdtcm train` job for the grader: load data, build the pixel
+// cache, train (resuming from OutDir/last.ckpt when Resume is set), evaluate the best
+// weights on EvalSplit and, when exportDir is not empty, export them for go:embed.
+func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log func(string, ...any), progress Progress) (*Report, error) {
+	if log == nil {
+		log = func(string, ...any) {}
+	}
+	samples, skipped, err := LoadSamples(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	var trainS, evalS []Sample
+	for _, s := range samples {
+		switch s.Split {
+		case cfg.TrainSplit:
+			trainS = append(trainS, s)
+		case cfg.EvalSplit:
+			evalS = append(evalS, s)
+		}
+	}
+	log("data %s: %d photos (%d %s, %d %s), %d records skipped", cfg.Data, len(samples), len(trainS), cfg.TrainSplit, len(evalS), cfg.EvalSplit, skipped)
+	if len(trainS) == 0 {
+		return nil, fmt.Errorf("data %s: no %q photos", cfg.Data, cfg.TrainSplit)
+	}
+	t0 := time.Now()
+	pix, bad, err := LoadPixels(trainS, cfg.Model.InputSize, cfg.CacheDir, cfg.Workers)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range bad {
+		log("skipping unreadable photo: %v", e)
+	}
+	log("pixels ready (%d x %dpx) in %.1fs", len(pix.Data), cfg.Model.InputSize, time.Since(t0).Seconds())
+	backend, err := mlbackend.New(cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := NewTrainer(cfg, backend, trainS, pix)
+	if err != nil {
+		return nil, err
+	}
+	tr.Log = log
+	log("split by source: %d train sources, %d holdout sources; %d steps/epoch of %d; ~%.0f MFLOP/photo forward",
+		tr.NumTrain(), tr.NumHoldout(), tr.StepsPerEpoch(), cfg.BatchSize, float64(cfg.Model.FLOPs())/1e6)
+	lastPath := filepath.Join(cfg.OutDir, "last.ckpt")
+	if cfg.Resume && exists(lastPath) {
+		if err := tr.LoadCheckpoint(lastPath); err != nil {
+			return nil, err
+		}
+		log("resumed from %s at epoch %d step %d (global step %d)", lastPath, tr.State.Epoch+1, tr.State.StepInEpoch, tr.State.GlobalStep)
+	}
+	cj, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := fsutil.WriteFileAtomic(filepath.Join(cfg.OutDir, "config.json"), append(cj, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	if err := tr.Run(ctx, progress); err != nil {
+		return nil, err
+	}
+	st := tr.State
+	rep := &Report{TrainSources: tr.NumTrain(), HoldoutSources: tr.NumHoldout(), Epochs: st.Epoch, BestEpoch: st.BestEpoch,
+		Holdout: st.Best, TrainSeconds: st.Elapsed, Metrics: map[string]float64{}}
+	bestPath := filepath.Join(cfg.OutDir, "best.ckpt")
+	if !exists(bestPath) {
+		return rep, fmt.Errorf("no best checkpoint in %s (training stopped before the first epoch ended)", cfg.OutDir)
+	}
+	ck, err := ReadCheckpoint(bestPath)
+	if err != nil {
+		return rep, err
+	}
+	for k, v := range ck.Header.Metrics {
+		rep.Metrics[k] = v
+	}
+	if len(evalS) > 0 {
+		m, err := fromCheckpoint(ck, cfg.Backend)
+		if err != nil {
+			return rep, err
+		}
+		epix, bad, err := LoadPixels(evalS, cfg.Model.InputSize, cfg.CacheDir, cfg.Workers)
+		if err != nil {
+			return rep, err
+		}
+		for _, e := range bad {
+			log("skipping unreadable photo: %v", e)
+		}
+		idx := map[string]int{}
+		for i, s := range evalS {
+			idx[s.ID] = i
+		}
+		t1 := time.Now()
+		gm, _, err := Evaluate(m.exec, cfg.Model, evalS, epix, idx, cfg.BatchSize)
+		if err != nil {
+			return rep, err
+		}
+		log("%s (%d photos, best weights of epoch %d): accuracy %.4f macro-F1 %.4f kappa %.4f AUC %.4f count MAE %.2f; %.1f ms/photo forward",
+			cfg.EvalSplit, gm.N, st.BestEpoch, gm.Accuracy, gm.MacroF1, gm.Kappa, gm.MacroAUC, gm.CountMAE, 1000*time.Since(t1).Seconds()/float64(gm.N))
+		rep.Eval, rep.EvalSplit = &gm, cfg.EvalSplit
+		for k, v := range metricsMap(cfg.EvalSplit, gm) {
+			rep.Metrics[k] = v
+		}
+		b, _ := json.MarshalIndent(gm, "", "  ")
+		if err := fsutil.WriteFileAtomic(filepath.Join(cfg.OutDir, "eval-"+cfg.EvalSplit+".json"), append(b, '\n'), 0o644); err != nil {
+			return rep, err
+		}
+	}
+	if exportDir != "" {
+		if err := Export(ck, rep, exportDir); err != nil {
+			return rep, err
+		}
+		log("exported weights to %s", exportDir)
+	}
+	return rep, nil
+}
+
+// WeightsInfo is the JSON written beside exported weights (grader.json).
+type WeightsInfo struct {
+	Name      string             `json:"name"`
+	Version   string             `json:"version"`
+	Model     ModelConfig        `json:"model"`
+	Params    int64              `json:"params"`
+	BestEpoch int                `json:"best_epoch"`
+	Metrics   map[string]float64 `json:"metrics"`
+	Command   string             `json:"command"`
+	Licence   string             `json:"licence"`
+}
+
+// Export writes the model variables of a checkpoint (with metrics) as grader.ckpt and its
+// description as grader.json into dir, atomically.
+func Export(ck *Checkpoint, rep *Report, dir string) error {
+	var buf []TensorEntry
+	var data []byte
+	var params int64
+	for _, e := range ck.Header.Tensors {
+		if !isModelVar(e.Name) {
+			continue
+		}
+		ne := e
+		ne.Offset = int64(len(data))
+		data = append(data, ck.data[e.Offset:e.Offset+e.Bytes]...)
+		buf = append(buf, ne)
+		n := int64(1)
+		for _, d := range e.Shape {
+			n *= int64(d)
+		}
+		params += n
+	}
+	hdr := CheckpointHeader{FormatVersion: checkpointVersion, Model: ck.Header.Model, Metrics: rep.Metrics, Tensors: buf}
+	hj, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	err = fsutil.WriteAtomic(filepath.Join(dir, "grader.ckpt"), 0o644, func(w io.Writer) error {
+		return writeCheckpointBytes(w, hj, data)
+	})
+	if err != nil {
+		return err
+	}
+	info := WeightsInfo{Name: "acdtcm-grader", Version: fmt.Sprintf("1.0.0+%s", time.Now().UTC().Format("20060102")), Model: ck.Header.Model,
+		Params: params, BestEpoch: rep.BestEpoch, Metrics: rep.Metrics,
+		Command: "acdtcm train --config configs/train-grader.yaml",
+		Licence: "trained on ACNE04 (Wu et al. 2019): free for academic use; other use needs the ACNE04 authors' permission"}
+	b, _ := json.MarshalIndent(info, "", "  ")
+	return fsutil.WriteFileAtomic(filepath.Join(dir, "grader.json"), append(b, '\n'), 0o644)
+}
