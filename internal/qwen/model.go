@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/acdtcm/acdtcm/internal/lora"
 	"github.com/acdtcm/acdtcm/internal/tokenizer"
 )
 
@@ -124,4 +125,27 @@ func (m *Model) Encode(p Prompt) (ids []int, images []ProcessedImage, err error)
 	text := tokenizer.RenderChat(p.Messages, true)
 	ids = tokenizer.ExpandImagePads(m.Tokenizer.Encode(text), m.Config.ImageTokenID, counts)
 	return ids, images, nil
+}
+
+// resetExecs drops compiled graphs (after adapters change which modules are adapted).
+func (m *Model) resetExecs() {
+	m.visionExec = nil
+	m.textExec = map[bool]*context.Exec{}
+}
+
+// AttachLoRA adds fresh LoRA adapters (B = 0) to the modules cfg targets and returns their
+// names.
+func (m *Model) AttachLoRA(cfg *lora.Config, seed uint64) []string {
+	m.resetExecs()
+	return lora.Attach(m.Ctx, cfg, m.Config.LinearModules(), seed)
+}
+
+// LoadAdapter loads a PEFT LoRA adapter directory onto the model.
+func (m *Model) LoadAdapter(dir string) (*lora.Config, []string, error) {
+	m.resetExecs()
+	cfg, names, err := lora.Load(m.Ctx, dir, m.Config.LinearModules())
+	if err != nil {
+		return nil, nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	return cfg, names, nil
 }

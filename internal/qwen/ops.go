@@ -5,10 +5,12 @@ import (
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/lora"
 )
 
 // Linear computes x·Wᵀ (+ b) for a PyTorch-layout weight W [out, in]; x is [..., in].
-// A LoRA hook (set by the lora package) may add a low-rank update for the named module.
+// A LoRA adapter attached to the module in ctx (internal/lora) adds its low-rank update.
 func Linear(ctx *context.Context, x *Node, module string, bias bool) *Node {
 	g := x.Graph()
 	w := param(ctx, g, module+".weight")
@@ -16,15 +18,8 @@ func Linear(ctx *context.Context, x *Node, module string, bias bool) *Node {
 	if bias {
 		y = Add(y, alignRank(param(ctx, g, module+".bias"), y.Rank()))
 	}
-	if LinearHook != nil {
-		y = LinearHook(ctx, x, y, module)
-	}
-	return y
+	return lora.Apply(ctx, x, y, module)
 }
-
-// LinearHook, when set, is called with the input and base output of every Linear so an
-// adapter (LoRA) can add its update. It must return y unchanged for modules it ignores.
-var LinearHook func(ctx *context.Context, x, y *Node, module string) *Node
 
 // RMSNorm normalises over the last axis: x / sqrt(mean(x²) + eps) · weight.
 func RMSNorm(ctx *context.Context, x *Node, weightName string, eps float64) *Node {

@@ -42,7 +42,7 @@ func Embed(ctx *context.Context, cfg *Config, in TextInputs) *Node {
 	table := param(ctx, g, "model.embed_tokens.weight")
 	x := Gather(table, ExpandAxes(in.IDs, -1)) // [B, S, H]
 	if in.ImageFeatures != nil {
-		img := Gather(in.ImageFeatures, ExpandAxes(in.ImageSource, -1))
+		img := ConvertDType(Gather(in.ImageFeatures, ExpandAxes(in.ImageSource, -1)), x.DType())
 		x = Where(BroadcastToShape(ExpandAxes(in.IsImage, -1), x.Shape()), img, x)
 	}
 	return x
@@ -53,8 +53,8 @@ func TextForward(ctx *context.Context, cfg *Config, x *Node, in TextInputs) Text
 	t := cfg.Text
 	var out TextOutputs
 	var ks, vs []*Node
-	cos := ExpandAxes(in.Cos, 2) // [B, S, 1, D]
-	sin := ExpandAxes(in.Sin, 2)
+	cos := ConvertDType(ExpandAxes(in.Cos, 2), x.DType()) // [B, S, 1, D]
+	sin := ConvertDType(ExpandAxes(in.Sin, 2), x.DType())
 	for l := 0; l < t.NumHiddenLayers; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		h := RMSNorm(ctx, x, p+"input_layernorm.weight", t.RMSNormEps)
@@ -103,10 +103,12 @@ func selfAttention(ctx *context.Context, cfg *Config, x *Node, module string, co
 	if c := in.Cache; c != nil {
 		layerK := Squeeze(SliceAxis(c.K, 0, AxisElem(layer)), 0) // [B, nKV, T, D]
 		layerV := Squeeze(SliceAxis(c.V, 0, AxisElem(layer)), 0)
-		keep := OneMinus(ReduceSum(c.Write, 0))                   // [T]: 0 where written
+		write := ConvertDType(c.Write, k.DType())
+		keep := OneMinus(ReduceSum(write, 0))                     // [T]: 0 where written
 		keep = Reshape(keep, 1, 1, keep.Shape().Dimensions[0], 1) // [1, 1, T, 1]
-		scatterK := Einsum("st,bksd->bktd", c.Write, k)
-		scatterV := Einsum("st,bksd->bktd", c.Write, v)
+		scatterK := Einsum("st,bksd->bktd", write, k)
+		scatterV := Einsum("st,bksd->bktd", write, v)
+		layerK, layerV = ConvertDType(layerK, k.DType()), ConvertDType(layerV, v.DType())
 		k = Add(Mul(layerK, keep), scatterK)
 		v = Add(Mul(layerV, keep), scatterV)
 		kOut, vOut = k, v

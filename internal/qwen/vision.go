@@ -30,7 +30,8 @@ func VisionForward(ctx *context.Context, cfg *Config, in VisionInputs) *Node {
 	U := v.SpatialMergeSize * v.SpatialMergeSize
 	// Patch embedding: the Conv3d with kernel = stride is a matmul with the flattened kernel.
 	w := Reshape(param(ctx, g, "visual.patch_embed.proj.weight"), C, -1)
-	x := DotGeneral(in.Pixels, []int{1}, nil, w, []int{1}, nil) // [N, C]
+	x := DotGeneral(ConvertDType(in.Pixels, w.DType()), []int{1}, nil, w, []int{1}, nil) // [N, C]
+	cos, sin := ConvertDType(in.Cos, w.DType()), ConvertDType(in.Sin, w.DType())
 	x = Reshape(Gather(Reshape(x, N/U, U*C), in.WindowIndex), N, C)
 	full := map[int]bool{}
 	for _, b := range v.FullAttBlockIndexes {
@@ -43,7 +44,7 @@ func VisionForward(ctx *context.Context, cfg *Config, in VisionInputs) *Node {
 			mask = in.FullMask
 		}
 		h := RMSNorm(ctx, x, p+"norm1.weight", 1e-6)
-		x = Add(x, visionAttention(ctx, cfg, h, p+"attn", in.Cos, in.Sin, mask))
+		x = Add(x, visionAttention(ctx, cfg, h, p+"attn", cos, sin, mask))
 		h = RMSNorm(ctx, x, p+"norm2.weight", 1e-6)
 		gate := Linear(ctx, h, p+"mlp.gate_proj", true)
 		up := Linear(ctx, h, p+"mlp.up_proj", true)

@@ -8,6 +8,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/acdtcm/acdtcm/internal/lora"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
@@ -144,4 +145,18 @@ func param(ctx *context.Context, g *graph.Graph, name string) *graph.Node {
 		panic(fmt.Sprintf("qwen: weight %s is not loaded", name))
 	}
 	return v.ValueGraph(g)
+}
+
+// LinearModules lists every linear layer of the model (canonical module names with input
+// and output sizes): the places a LoRA adapter can attach.
+func (c *Config) LinearModules() []lora.Module {
+	var out []lora.Module
+	for _, s := range c.ExpectedTensors() {
+		module, ok := strings.CutSuffix(s.Name, ".weight")
+		if !ok || len(s.Shape) != 2 || module == "model.embed_tokens" || module == "lm_head" {
+			continue
+		}
+		out = append(out, lora.Module{Name: module, In: s.Shape[1], Out: s.Shape[0]})
+	}
+	return out
 }

@@ -124,3 +124,13 @@ func sameShape(a, b []int) bool {
 	}
 	return true
 }
+
+// Bytes returns a tensor's raw bytes (a view of the mapping, valid until Close).
+func (c *Checkpoint) Bytes(name string) ([]byte, error) {
+	f, ok := c.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("checkpoint %s: %s: %w", c.Dir, name, ErrNotFound)
+	}
+	b, _, err := f.Bytes(name)
+	return b, err
+}

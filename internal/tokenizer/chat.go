@@ -42,15 +42,7 @@ func RenderChat(messages []Message, addGenerationPrompt bool) string {
 		sb.WriteString(ImStart + "system\n" + DefaultSystemPrompt + ImEnd + "\n")
 	}
 	for _, m := range messages {
-		sb.WriteString(ImStart + m.Role + "\n")
-		for _, c := range m.Content {
-			if c.Image {
-				sb.WriteString(VisionStart + ImagePad + VisionEnd)
-			} else {
-				sb.WriteString(c.Text)
-			}
-		}
-		sb.WriteString(ImEnd + "\n")
+		sb.WriteString(RenderMessage(m))
 	}
 	if addGenerationPrompt {
 		sb.WriteString(ImStart + "assistant\n")
@@ -74,4 +66,19 @@ func ExpandImagePads(ids []int, imagePadID int, counts []int) []int {
 		out = append(out, id)
 	}
 	return out
+}
+
+// RenderMessage renders one turn: <|im_start|>role\ncontent<|im_end|>\n.
+func RenderMessage(m Message) string {
+	var sb strings.Builder
+	sb.WriteString(ImStart + m.Role + "\n")
+	for _, c := range m.Content {
+		if c.Image {
+			sb.WriteString(VisionStart + ImagePad + VisionEnd)
+		} else {
+			sb.WriteString(c.Text)
+		}
+	}
+	sb.WriteString(ImEnd + "\n")
+	return sb.String()
 }

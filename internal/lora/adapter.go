@@ -1,0 +1,111 @@
+package lora
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/layers"
+)
+
+// Module is a linear layer that can carry an adapter: its canonical name and sizes.
+type Module struct {
+	Name    string
+	In, Out int
+}
+
+// scope is the context scope of a module's adapter variables.
+func scope(module string) string { return "/lora/" + strings.ReplaceAll(module, ".", "/") }
+
+// paramDropout is the context parameter holding the LoRA dropout rate.
+const paramDropout = "lora_dropout"
+
+// Attach creates adapter variables for every targeted module: A [r, in] Kaiming-uniform
+// (bound 1/√in, as PEFT's kaiming_uniform_(a=√5)), B [out, r] zero, and the scale s as a
+// frozen scalar. It returns the adapted module names, sorted.
+func Attach(ctx *context.Context, cfg *Config, modules []Module, seed uint64) []string {
+	rng := rand.New(rand.NewPCG(seed, 0x10a))
+	var names []string
+	sorted := append([]Module(nil), modules...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for _, m := range sorted {
+		if !cfg.Targets(m.Name) {
+			continue
+		}
+		r, s := cfg.RankAndScaling(m.Name)
+		bound := 1 / math.Sqrt(float64(m.In))
+		a := make([]float32, r*m.In)
+		for i := range a {
+			a[i] = float32((rng.Float64()*2 - 1) * bound)
+		}
+		setAdapter(ctx, m.Name, tensors.FromFlatDataAndDimensions(a, r, m.In), tensors.FromFlatDataAndDimensions(make([]float32, m.Out*r), m.Out, r), s)
+		names = append(names, m.Name)
+	}
+	ctx.SetParam(paramDropout, cfg.Dropout)
+	return names
+}
+
+func setAdapter(ctx *context.Context, module string, a, b *tensors.Tensor, s float64) {
+	c := ctx.InAbsPath(scope(module)).Checked(false)
+	c.VariableWithValue("lora_A", a)
+	c.VariableWithValue("lora_B", b)
+	c.VariableWithValue("scaling", float32(s)).SetTrainable(false)
+}
+
+// Apply adds the adapter update of module (if it has one) to the base output y of a linear
+// layer with input x: y + s · (dropout(x) Aᵀ) Bᵀ. Dropout only acts while training.
+func Apply(ctx *context.Context, x, y *Node, module string) *Node {
+	sc := scope(module)
+	av := ctx.GetVariableByScopeAndName(sc, "lora_A")
+	if av == nil {
+		return y
+	}
+	g := x.Graph()
+	a := av.ValueGraph(g)
+	b := ctx.GetVariableByScopeAndName(sc, "lora_B").ValueGraph(g)
+	s := ctx.GetVariableByScopeAndName(sc, "scaling").ValueGraph(g)
+	if p := context.GetParamOr(ctx, paramDropout, 0.0); p > 0 {
+		x = layers.DropoutStatic(ctx.InAbsPath(sc), x, p)
+	}
+	h := DotGeneral(x, []int{x.Rank() - 1}, nil, a, []int{1}, nil)
+	h = DotGeneral(h, []int{h.Rank() - 1}, nil, b, []int{1}, nil)
+	return Add(y, Mul(h, s))
+}
+
+// Adapted lists the modules that carry an adapter in ctx, sorted.
+func Adapted(ctx *context.Context) []string {
+	var names []string
+	ctx.EnumerateVariables(func(v *context.Variable) {
+		if v.Name() == "lora_A" && strings.HasPrefix(v.Scope(), "/lora/") {
+			names = append(names, strings.ReplaceAll(strings.TrimPrefix(v.Scope(), "/lora/"), "/", "."))
+		}
+	})
+	sort.Strings(names)
+	return names
+}
+
+// Weights returns the A and B matrices (row-major) and scale of an adapted module.
+func Weights(ctx *context.Context, module string) (a, b []float32, aShape, bShape []int, s float32, err error) {
+	sc := scope(module)
+	av, bv, sv := ctx.GetVariableByScopeAndName(sc, "lora_A"), ctx.GetVariableByScopeAndName(sc, "lora_B"), ctx.GetVariableByScopeAndName(sc, "scaling")
+	if av == nil || bv == nil || sv == nil {
+		return nil, nil, nil, nil, 0, fmt.Errorf("module %s has no adapter", module)
+	}
+	at, bt, st := av.MustValue(), bv.MustValue(), sv.MustValue()
+	if a, err = tensors.CopyFlatData[float32](at); err != nil {
+		return
+	}
+	if b, err = tensors.CopyFlatData[float32](bt); err != nil {
+		return
+	}
+	sf, err := tensors.CopyFlatData[float32](st)
+	if err != nil {
+		return
+	}
+	return a, b, at.Shape().Dimensions, bt.Shape().Dimensions, sf[0], nil
+}

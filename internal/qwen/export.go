@@ -1,0 +1,141 @@
+package qwen
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
+)
+
+// sideFiles are the non-weight files of a checkpoint copied by exports.
+var sideFiles = []string{"config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json",
+	"tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja", "special_tokens_map.json"}
+
+// ExportOptions control ExportMerged.
+type ExportOptions struct {
+	// ShardBytes splits the weights into shards of at most this many bytes (default 4 GiB),
+	// with model.safetensors.index.json when there is more than one.
+	ShardBytes int64
+}
+
+// ExportMerged writes a full Hugging Face checkpoint to out whose weights are the base
+// checkpoint's (in its own names and dtypes) with every LoRA adapter in ctx folded in
+// (W + s·B·A, stored in the tensor's original dtype). Side files are copied.
+func ExportMerged(baseDir, out string, ctx *context.Context, opts ExportOptions) error {
+	if opts.ShardBytes <= 0 {
+		opts.ShardBytes = 4 << 30
+	}
+	ckpt, err := safetensors.OpenCheckpoint(baseDir)
+	if err != nil {
+		return err
+	}
+	defer ckpt.Close()
+	adapted := map[string]bool{}
+	for _, m := range lora.Adapted(ctx) {
+		adapted[m+".weight"] = true
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", out, err)
+	}
+	var shards [][]safetensors.Tensor
+	var cur []safetensors.Tensor
+	var curBytes int64
+	merged := 0
+	for _, name := range ckpt.Names() {
+		info, _ := ckpt.Info(name)
+		canonical := CanonicalName(name)
+		var t safetensors.Tensor
+		if adapted[canonical] {
+			w, err := ckpt.Float32(name, nil)
+			if err != nil {
+				return err
+			}
+			module := strings.TrimSuffix(canonical, ".weight")
+			mw, err := lora.MergedWeight(ctx, module, w, info.Shape[0], info.Shape[1])
+			if err != nil {
+				return err
+			}
+			t = encodeAs(name, info, mw)
+			merged++
+		} else {
+			raw, err := rawBytes(ckpt, name)
+			if err != nil {
+				return err
+			}
+			t = safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: raw}
+		}
+		if len(cur) > 0 && curBytes+int64(len(t.Data)) > opts.ShardBytes {
+			shards, cur, curBytes = append(shards, cur), nil, 0
+		}
+		cur = append(cur, t)
+		curBytes += int64(len(t.Data))
+	}
+	shards = append(shards, cur)
+	if merged != len(adapted) {
+		return fmt.Errorf("merged %d of %d adapted weights: the base checkpoint lacks some adapted modules", merged, len(adapted))
+	}
+	if len(shards) == 1 {
+		if err := safetensors.WriteFile(filepath.Join(out, "model.safetensors"), shards[0], map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+	} else {
+		weightMap := map[string]string{}
+		var total int64
+		for i, sh := range shards {
+			file := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
+			for _, t := range sh {
+				weightMap[t.Name] = file
+				total += int64(len(t.Data))
+			}
+			if err := safetensors.WriteFile(filepath.Join(out, file), sh, map[string]string{"format": "pt"}); err != nil {
+				return err
+			}
+		}
+		idx, _ := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
+		if err := fsutil.WriteFileAtomic(filepath.Join(out, safetensors.IndexName), idx, 0o644); err != nil {
+			return err
+		}
+	}
+	return CopySideFiles(baseDir, out)
+}
+
+// CopySideFiles copies config, tokenizer, processor and generation files atomically.
+func CopySideFiles(from, to string) error {
+	for _, name := range sideFiles {
+		src, err := os.Open(filepath.Join(from, name))
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("copy %s: %w", name, err)
+		}
+		err = fsutil.WriteAtomic(filepath.Join(to, name), 0o644, func(w io.Writer) error {
+			_, err := io.Copy(w, src)
+			return err
+		})
+		src.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rawBytes(c *safetensors.Checkpoint, name string) ([]byte, error) {
+	return c.Bytes(name)
+}
+
+// encodeAs stores float32 values in the dtype the tensor had.
+func encodeAs(name string, info safetensors.TensorInfo, vals []float32) safetensors.Tensor {
+	if info.DType == safetensors.BF16 {
+		return safetensors.Tensor{Name: name, DType: safetensors.BF16, Shape: info.Shape, Data: safetensors.Float32ToBF16(vals)}
+	}
+	return safetensors.F32Tensor(name, info.Shape, vals)
+}
