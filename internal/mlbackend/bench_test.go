@@ -113,3 +113,21 @@ func BenchmarkConv2D(b *testing.B) {
 		b.Run("fwd+bwd/"+tc.name, func(b *testing.B) { benchFwdBwd(b, conv, x, k) })
 	}
 }
+
+// BenchmarkMaxPool2x2 is a 1x128x128x32 2x2/2 float32 max pooling forward+backward: Pool2D
+// (strided slices) vs graph.MaxPool (ReduceWindow with this package's gradient rule).
+func BenchmarkMaxPool2x2(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	x := randFloat32(rng, 1, 128, 128, 32)
+	dummy := randFloat32(rng, 1)
+	for _, tc := range []struct {
+		name string
+		pool func(x *Node) *Node
+	}{
+		{"Pool2D", func(x *Node) *Node { return Pool2D(x, PoolOptions{Kind: PoolMax}) }},
+		{"graph.MaxPool", func(x *Node) *Node { return MaxPool(x).Window(2).Done() }},
+	} {
+		f := func(x, s *Node) *Node { return Mul(tc.pool(x), Reshape(s)) }
+		b.Run("fwd+bwd/"+tc.name, func(b *testing.B) { benchFwdBwd(b, f, x, dummy) })
+	}
+}

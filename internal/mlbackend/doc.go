@@ -18,8 +18,9 @@
 //
 // Gradients: RegisterGradients (idempotent) replaces or adds VJP rules in graph.VJPRegistration:
 // Dot and DotGeneral (two matmuls instead of a broadcast M*N*K product), Slice (zero-filling by
-// concatenation instead of Pad, which simplego lacks), Rsqrt and Clamp (no rule in v0.26.0) and
-// ConvGeneral (kernel reversal without Reverse, which simplego lacks), plus zero gradients for
+// concatenation instead of Pad, which simplego lacks), Rsqrt and Clamp (no rule in v0.26.0),
+// ConvGeneral (kernel reversal without Reverse, which simplego lacks), ReduceWindow (pooling
+// without SelectAndScatter or Pad), plus zero gradients for
 // Sign/Round/Floor/Ceil. Conv2D, Pool2D, GroupNorm and Conv2DLayer are building blocks whose
 // gradients work on simplego. See README.md for what trains on simplego.
 package mlbackend

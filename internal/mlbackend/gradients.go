@@ -19,12 +19,13 @@ var stockVJP = map[NodeType]VJP{}
 
 // ourVJP are the rules installed by RegisterGradients.
 var ourVJP = map[NodeType]VJP{
-	NodeTypeDot:         single(dotVJP),
-	NodeTypeDotGeneral:  single(dotGeneralVJP),
-	NodeTypeSlice:       single(sliceVJP),
-	NodeTypeRsqrt:       single(rsqrtVJP),
-	NodeTypeClamp:       single(clampVJP),
-	NodeTypeConvGeneral: single(convGeneralVJP),
+	NodeTypeDot:          single(dotVJP),
+	NodeTypeDotGeneral:   single(dotGeneralVJP),
+	NodeTypeSlice:        single(sliceVJP),
+	NodeTypeRsqrt:        single(rsqrtVJP),
+	NodeTypeClamp:        single(clampVJP),
+	NodeTypeConvGeneral:  single(convGeneralVJP),
+	NodeTypeReduceWindow: single(reduceWindowVJP),
 	// Piecewise-constant ops: zero gradient almost everywhere (v0.26.0 has no rule and panics).
 	NodeTypeSign:  single(zeroVJP),
 	NodeTypeRound: single(zeroVJP),
@@ -35,8 +36,9 @@ var ourVJP = map[NodeType]VJP{
 func init() { RegisterGradients() }
 
 // RegisterGradients installs this package's gradient rules in graph.VJPRegistration: Dot and
-// DotGeneral as two matmuls, Slice without Pad, Rsqrt, Clamp, ConvGeneral without Reverse, and
-// zero gradients for Sign, Round, Floor and Ceil.
+// DotGeneral as two matmuls, Slice without Pad, Rsqrt, Clamp, ConvGeneral without Reverse,
+// ReduceWindow (MaxPool/MinPool/MeanPool) without SelectAndScatter or Pad, and zero gradients
+// for Sign, Round, Floor and Ceil.
 // It is idempotent and is also run by this package's init and by New. It must not run
 // concurrently with graph building (graph.VJPRegistration is a plain map); init guarantees that.
 func RegisterGradients() {

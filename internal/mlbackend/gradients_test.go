@@ -211,6 +211,16 @@ func TestGradients(t *testing.T) {
 				// Piecewise constant: the finite difference is 0 away from the steps; x*... keeps a path.
 				return Add(Mul(x[0], Add(Add(Sign(x[0]), Round(x[0])), Add(Floor(x[0]), Ceil(x[0])))), x[0])
 			}},
+		{"ReduceWindow/MaxPool-2x2", ins([]int{2, 6, 5, 2}),
+			func(x []*Node) *Node { return MaxPool(x[0]).Window(2).Done() }},
+		{"ReduceWindow/MaxPool-3x3-stride2-same", ins([]int{1, 7, 6, 2}),
+			func(x []*Node) *Node { return MaxPool(x[0]).Window(3).Strides(2).PadSame().Done() }},
+		{"ReduceWindow/MinPool-3x3-stride1", ins([]int{1, 5, 5, 2}),
+			func(x []*Node) *Node { return MinPool(x[0]).Window(3).Strides(1).Done() }},
+		{"ReduceWindow/MeanPool-2x2", ins([]int{2, 6, 4, 3}),
+			func(x []*Node) *Node { return MeanPool(x[0]).Window(2).Done() }},
+		{"ReduceWindow/MeanPool-3x3-same", ins([]int{1, 5, 6, 2}),
+			func(x []*Node) *Node { return MeanPool(x[0]).Window(3).Strides(2).PadSame().Done() }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { checkGradients(t, backend, tc) })

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's idiomatic dot-import.
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
 // naivePool2D is a direct NHWC reference: windows start at o*stride-padLow; out-of-image pixels
@@ -89,5 +90,41 @@ func TestPool2DMatchesReference(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestMaxPoolTiesGoToFirst: with all-equal inputs (e.g. after ReLU), each window's adjoint must
+// go to exactly one element (the first), not to every tied element.
+func TestMaxPoolTiesGoToFirst(t *testing.T) {
+	backend := testBackend(t)
+	cases := []struct {
+		name string
+		pool func(x *Node) *Node
+	}{
+		{"Pool2D", func(x *Node) *Node { return Pool2D(x, PoolOptions{Kind: PoolMax}) }},
+		{"graph.MaxPool", func(x *Node) *Node { return MaxPool(x).Window(2).Done() }},
+	}
+	want := []float64{
+		1, 0, 1, 0,
+		0, 0, 0, 0,
+		1, 0, 1, 0,
+		0, 0, 0, 0,
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := tensors.FromFlatDataAndDimensions(make([]float64, 16), 1, 4, 4, 1)
+			out, err := MustNewExec(backend, func(x *Node) *Node {
+				return Gradient(ReduceAllSum(tc.pool(x)), x)[0]
+			}).Exec(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := flat64(t, out[0])
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("gradient %v, want %v", got, want)
+				}
+			}
+		})
 	}
 }
