@@ -81,6 +81,10 @@ func (v *validator) checkRecords() {
 	}
 }
 
+// boxTolerance is how far (pixels) a box may overhang the image edge before it is an error
+// rather than a warning: VOC-style 1-based coordinates put xmax one past the last pixel.
+const boxTolerance = 1.0
+
 // checkGeometry compares recorded sizes, boxes and lesion counts with the image.
 func (v *validator) checkGeometry() {
 	for _, e := range v.entries {
@@ -102,8 +106,14 @@ func (v *validator) checkGeometry() {
 				v.add(SevError, CheckBox, e.line, e, "lesion %d: empty or inverted box (%g,%g)-(%g,%g): need x0<x1 and y0<y1", i+1, b.X0, b.Y0, b.X1, b.Y1)
 				continue
 			}
-			if w > 0 && h > 0 && (b.X0 < 0 || b.Y0 < 0 || b.X1 > float64(w) || b.Y1 > float64(h)) {
-				v.add(SevError, CheckBox, e.line, e, "lesion %d: box (%g,%g)-(%g,%g) outside the %dx%d image", i+1, b.X0, b.Y0, b.X1, b.Y1, w, h)
+			if w > 0 && h > 0 {
+				over := max(-b.X0, -b.Y0, b.X1-float64(w), b.Y1-float64(h))
+				switch {
+				case over > boxTolerance:
+					v.add(SevError, CheckBox, e.line, e, "lesion %d: box (%g,%g)-(%g,%g) outside the %dx%d image", i+1, b.X0, b.Y0, b.X1, b.Y1, w, h)
+				case over > 0:
+					v.add(SevWarning, CheckBox, e.line, e, "lesion %d: box (%g,%g)-(%g,%g) overhangs the %dx%d image by %gpx (1-based coordinates?)", i+1, b.X0, b.Y0, b.X1, b.Y1, w, h, over)
+				}
 			}
 		}
 		if c := r.Diagnosis.LesionCount; c != nil && *c >= 0 && len(r.Diagnosis.Lesions) > 0 {
@@ -170,36 +180,8 @@ func (v *validator) checkDuplicates() {
 	if v.opts.PHashThreshold < 0 {
 		return
 	}
-	// Near duplicates: single-linkage groups of pairs within the threshold, mirror included.
-	u := newUnionFind(len(ok))
-	maxD := map[int]int{}
-	var links [][3]int
-	for i := range ok {
-		for j := i + 1; j < len(ok); j++ {
-			if d := hashDistance(ok[i], ok[j]); d <= v.opts.PHashThreshold {
-				u.union(i, j)
-				links = append(links, [3]int{i, j, d})
-			}
-		}
-	}
-	for _, l := range links {
-		r := u.find(l[0])
-		maxD[r] = max(maxD[r], l[2])
-	}
-	groups := map[int][]*entry{}
-	var roots []int
-	for i, e := range ok {
-		r := u.find(i)
-		if _, seen := groups[r]; !seen {
-			roots = append(roots, r)
-		}
-		groups[r] = append(groups[r], e)
-	}
-	for _, r := range roots {
-		g := groups[r]
-		if len(g) < 2 {
-			continue
-		}
+	groups, maxD := nearGroups(ok, v.opts.PHashThreshold)
+	for gi, g := range groups {
 		distinct := map[[32]byte]bool{}
 		for _, e := range g {
 			distinct[e.sum] = true
@@ -207,8 +189,100 @@ func (v *validator) checkDuplicates() {
 		if len(distinct) < 2 { // only byte-identical copies: already an exact group
 			continue
 		}
-		v.addGroup("near", g, maxD[r])
+		v.addGroup("near", g, maxD[gi])
 	}
+	v.report.SourceRecovery = sourceRecovery(ok, groups)
+}
+
+// nearGroups links every pair of images whose hash distance (mirror included) is at most
+// threshold and returns the connected groups of two or more images, in manifest order,
+// with the largest linking distance of each.
+func nearGroups(ok []*entry, threshold int) (groups [][]*entry, maxDist []int) {
+	u := newUnionFind(len(ok))
+	far := make([]int, len(ok))
+	for i := range ok {
+		for j := i + 1; j < len(ok); j++ {
+			if d := hashDistance(ok[i], ok[j]); d <= threshold {
+				u.union(i, j)
+				far[i] = max(far[i], d)
+			}
+		}
+	}
+	index := map[int]int{}
+	for i := range ok {
+		r := u.find(i)
+		gi, seen := index[r]
+		if !seen {
+			gi = len(groups)
+			index[r] = gi
+			groups = append(groups, nil)
+			maxDist = append(maxDist, 0)
+		}
+		groups[gi] = append(groups[gi], ok[i])
+		maxDist[gi] = max(maxDist[gi], far[i])
+	}
+	var outG [][]*entry
+	var outD []int
+	for gi, g := range groups {
+		if len(g) > 1 {
+			outG = append(outG, g)
+			outD = append(outD, maxDist[gi])
+		}
+	}
+	return outG, outD
+}
+
+// sourceRecovery measures how well the near-duplicate groups reproduce the source_id
+// groups: sources with two or more decoded images are "recovered" when all their images
+// fall in one near-duplicate group.
+func sourceRecovery(ok []*entry, groups [][]*entry) SourceRecovery {
+	groupOf := map[*entry]int{}
+	for gi, g := range groups {
+		for _, e := range g {
+			groupOf[e] = gi
+		}
+	}
+	bySource := map[string][]*entry{}
+	for _, e := range ok {
+		if e.rec.SourceID != "" {
+			bySource[e.rec.SourceID] = append(bySource[e.rec.SourceID], e)
+		}
+	}
+	var sr SourceRecovery
+	for _, members := range bySource {
+		if len(members) < 2 {
+			continue
+		}
+		sr.Sources++
+		seen := map[int]int{}
+		for _, e := range members {
+			if gi, ok := groupOf[e]; ok {
+				seen[gi]++
+			} else {
+				seen[-1-len(seen)]++ // ungrouped: its own singleton
+			}
+		}
+		if len(seen) == 1 {
+			sr.Full++
+			continue
+		}
+		for gi, n := range seen {
+			if gi >= 0 && n >= 2 {
+				sr.Partial++
+				break
+			}
+		}
+	}
+	for _, g := range groups {
+		src := map[string]bool{}
+		for _, e := range g {
+			src[e.rec.SourceID] = true
+		}
+		if len(src) > 1 {
+			sr.MixedGroups++
+		}
+	}
+	return sr
 }
 
 // addGroup records a duplicate group and its finding.

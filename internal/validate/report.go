@@ -59,6 +59,17 @@ type Report struct {
 	DuplicateGroups []DuplicateGroup `json:"duplicate_groups"`
 	SourceLeaks     []SourceLeak     `json:"source_leaks"`
 	PHashThreshold  int              `json:"phash_threshold"`
+	SourceRecovery  SourceRecovery   `json:"source_recovery"`
+}
+
+// SourceRecovery compares the near-duplicate groups with the source_id groups (e.g. the
+// augmented versions of one photo): how many multi-image sources ended up entirely in one
+// group, partly grouped, and how many groups join several source_ids.
+type SourceRecovery struct {
+	Sources     int `json:"sources"`      // source_ids with two or more decoded images
+	Full        int `json:"full"`         // all of a source's images in one near-duplicate group
+	Partial     int `json:"partial"`      // two or more, but not all, in one group
+	MixedGroups int `json:"mixed_groups"` // near-duplicate groups spanning several source_ids
 }
 
 // Summary counts findings by severity.

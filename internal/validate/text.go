@@ -144,6 +144,10 @@ func WriteText(w io.Writer, r *Report, opts TextOptions) error {
 	if err := t.Render(); err != nil {
 		return err
 	}
+	if sr := r.SourceRecovery; sr.Sources > 0 {
+		fmt.Fprintf(ew, "source_id groups (2+ images) entirely inside one near-duplicate group: %d of %d (%d partly); near groups spanning several source_ids: %d\n",
+			sr.Full, sr.Sources, sr.Partial, sr.MixedGroups)
+	}
 	fmt.Fprintf(ew, "\nSource leakage: %s in more than one split\n", plural(len(r.SourceLeaks), "source_id"))
 
 	verdict := "OK"

@@ -55,6 +55,15 @@ var ErrManifest = errors.New("cannot read manifest")
 // manifest.jsonl). It returns an error only when the manifest cannot be opened; every
 // problem inside the dataset becomes a Finding. Nothing is ever written.
 func Run(ctx context.Context, path string, opts Options) (*Report, error) {
+	v, err := run(ctx, path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return v.report, nil
+}
+
+// run is Run keeping the validator, whose entries tests inspect.
+func run(ctx context.Context, path string, opts Options) (*validator, error) {
 	mp, err := dataset.ResolveManifestPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrManifest, err)
@@ -98,7 +107,7 @@ func Run(ctx context.Context, path string, opts Options) (*Report, error) {
 	v.checkSourceLeaks()
 	v.stats()
 	v.finish()
-	return v.report, nil
+	return v, nil
 }
 
 type validator struct {

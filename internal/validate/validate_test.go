@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,6 +128,7 @@ func TestCheckers(t *testing.T) {
 		{"no split", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png"}`, []want{{CheckLabel, "info", "no split", 2}}, 2},
 		{"size mismatch", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","width":64,"height":48,"split":"train"}`, []want{{CheckSize, "error", "recorded size 64x48 but the image is 64x64", 2}}, 2},
 		{"box out of bounds", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"lesions":[{"type":"papule","box":{"x0":50,"y0":10,"x1":70,"y1":20}}]},"split":"train"}`, []want{{CheckBox, "error", "lesion 1: box (50,10)-(70,20) outside the 64x64 image", 2}}, 2},
+		{"box overhang of one pixel", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"lesions":[{"type":"papule","box":{"x0":50,"y0":10,"x1":65,"y1":20}}]},"split":"train"}`, []want{{CheckBox, "warning", "overhangs the 64x64 image by 1px", 2}}, 2},
 		{"inverted box", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"lesions":[{"type":"pustule"},{"type":"papule","box":{"x0":30,"y0":10,"x1":20,"y1":20}}]},"split":"train"}`, []want{{CheckBox, "error", "lesion 2: empty or inverted box", 2}}, 2},
 		{"lesion count too small", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"lesion_count":1,"lesions":[{"type":"papule"},{"type":"nodule"}]},"split":"train"}`, []want{{CheckLesionCount, "error", "lesion_count 1 but 2 lesions are listed", 2}}, 2},
 		{"lesion count too large", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"lesion_count":5,"lesions":[{"type":"papule"}]},"split":"train"}`, []want{{CheckLesionCount, "warning", "lesion_count 5 but only 1 lesions are listed", 2}}, 2},
@@ -287,5 +289,46 @@ func TestPerceptualHashesMirror(t *testing.T) {
 	}
 	if d := hashDistance(a, &entry{hash: oh}); d <= DefaultPHashThreshold {
 		t.Errorf("different patterns at distance %d <= threshold", d)
+	}
+}
+
+func TestNearGroupsAndSourceRecovery(t *testing.T) {
+	mk := func(src string, hash uint64) *entry {
+		return &entry{rec: dataset.Record{SourceID: src}, hash: hash, mirror: hash}
+	}
+	es := []*entry{
+		mk("s1", 0x0),                // 0
+		mk("s1", 0x3),                // 1: 2 bits from 0
+		mk("s1", 0xFFFFFFFF00000000), // 2: far, but its mirror (set below) is 1 bit from 0
+		mk("s2", 0x00FF00FF00FF00FF), // 3
+		mk("s2", 0x00FF00FF00FF00FE), // 4: 1 bit from 3
+		mk("s3", 0xFFFFFFFFFFFFFFFF), // 5: alone
+		mk("s3", 0xAAAAAAAAAAAAAAAA), // 6: alone
+		mk("s4", 0x7),                // 7: 1 bit from 1 → joins s1's group
+		mk("s5", 0x5555555555555555), // 8
+		mk("s5", 0x5555555555555554), // 9: 1 bit from 8
+		mk("s5", 0x3333333333333333), // 10: alone
+	}
+	es[2].mirror = 0x1
+	groups, maxD := nearGroups(es, 2)
+	want := [][]int{{0, 1, 2, 7}, {3, 4}, {8, 9}}
+	if len(groups) != len(want) {
+		t.Fatalf("%d groups, want %d", len(groups), len(want))
+	}
+	for gi, g := range groups {
+		var idx []int
+		for _, e := range g {
+			idx = append(idx, slices.Index(es, e))
+		}
+		if !slices.Equal(idx, want[gi]) {
+			t.Errorf("group %d = %v, want %v", gi, idx, want[gi])
+		}
+	}
+	if !slices.Equal(maxD, []int{2, 1, 1}) {
+		t.Errorf("max distances %v, want [2 1 1]", maxD)
+	}
+	got := sourceRecovery(es, groups)
+	if want := (SourceRecovery{Sources: 4, Full: 2, Partial: 1, MixedGroups: 1}); got != want {
+		t.Errorf("source recovery %+v, want %+v", got, want)
 	}
 }
