@@ -90,7 +90,8 @@ func sharedDirB(b *testing.B) string {
 
 // BenchmarkPipeline640 measures the whole pipeline on 640x640 JPEGs: read, decode,
 // transform (default parameters), encode at quality 95 and write atomically, one copy per
-// photo, with GOMAXPROCS workers. The images/s metric counts written copies.
+// photo, with GOMAXPROCS workers. The images/s metric counts written copies; cpu-ms/image
+// is the process's user+system CPU time per written copy.
 func BenchmarkPipeline640(b *testing.B) {
 	sources := map[string]*dataset.Manifest{"synthetic": benchManifest(b, b.TempDir())}
 	if m := acne04Manifest(b); m != nil {
@@ -106,6 +107,7 @@ func BenchmarkPipeline640(b *testing.B) {
 			out := b.TempDir()
 			cfg := Config{Params: DefaultParams(), Copies: 1, Quality: 95, Workers: runtime.GOMAXPROCS(0), OutDir: out}
 			written := 0
+			cpu0, cpuOK := processCPU()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				cfg.Seed = int64(i)
@@ -119,6 +121,10 @@ func BenchmarkPipeline640(b *testing.B) {
 				written += sum.ImagesWritten
 			}
 			b.ReportMetric(float64(written)/b.Elapsed().Seconds(), "images/s")
+			// CPU time per image is what a busy machine cannot distort much.
+			if cpu1, ok := processCPU(); ok && cpuOK && written > 0 {
+				b.ReportMetric(float64((cpu1-cpu0).Milliseconds())/float64(written), "cpu-ms/image")
+			}
 		})
 	}
 }

@@ -155,7 +155,7 @@ type Ops struct {
 
 	FlipH, FlipV bool
 
-	// Brightness, Contrast and Saturation are imaging percentages (0: unchanged).
+	// Brightness, Contrast and Saturation are percentages (0: unchanged); see AdjustColour.
 	Brightness, Contrast, Saturation float64
 }
 
@@ -293,16 +293,8 @@ func (o Ops) run(p Params, img image.Image, w, h int) (image.Image, Affine, int,
 			img = imaging.FlipV(img)
 		}
 	}
-	if img != nil {
-		if o.Brightness != 0 {
-			img = imaging.AdjustBrightness(img, o.Brightness)
-		}
-		if o.Contrast != 0 {
-			img = imaging.AdjustContrast(img, o.Contrast)
-		}
-		if o.Saturation != 0 {
-			img = imaging.AdjustSaturation(img, o.Saturation)
-		}
+	if img != nil && (o.Brightness != 0 || o.Contrast != 0 || o.Saturation != 0) {
+		img = AdjustColour(img, o.Brightness, o.Contrast, o.Saturation)
 	}
 	return img, m, w, h
 }
