@@ -9,6 +9,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/quant"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
@@ -111,12 +112,22 @@ func scopeAndName(name string) (string, string) {
 // float32 variables (frozen: not trainable). Tensors are converted one at a time from the
 // memory-mapped file, so the float32 copy in ctx is the only full copy held. Missing
 // tensors, wrong shapes and truncated files are errors naming the tensor and the file.
+//
+// A checkpoint written by `acdtcm quantize` (config.json with quantization_config) loads
+// its quantized weights in packed form; param dequantizes them inside the graph.
 func LoadWeights(ctx *context.Context, dir string, cfg *Config) error {
+	qc, err := quant.ReadConfig(dir)
+	if err != nil {
+		return err
+	}
 	ckpt, err := safetensors.OpenCheckpoint(dir)
 	if err != nil {
 		return err
 	}
 	defer ckpt.Close()
+	if err := checkQuantizedFiles(dir, qc, ckpt); err != nil {
+		return err
+	}
 	byCanonical := map[string]string{}
 	for _, n := range ckpt.Names() {
 		byCanonical[CanonicalName(n)] = n
@@ -125,6 +136,11 @@ func LoadWeights(ctx *context.Context, dir string, cfg *Config) error {
 		stored, ok := byCanonical[spec.Name]
 		if !ok {
 			return fmt.Errorf("checkpoint %s lacks tensor %s (also looked for its model.language_model./model.visual. spelling)", dir, spec.Name)
+		}
+		if done, err := loadQuantized(ctx, ckpt, qc, stored, spec); err != nil {
+			return err
+		} else if done {
+			continue
 		}
 		values, err := ckpt.Float32(stored, spec.Shape)
 		if err != nil {
@@ -143,6 +159,9 @@ func param(ctx *context.Context, g *graph.Graph, name string) *graph.Node {
 	v := ctx.GetVariableByScopeAndName(scope, short)
 	if v == nil {
 		panic(fmt.Sprintf("qwen: weight %s is not loaded", name))
+	}
+	if !v.Shape().DType.IsFloat() {
+		return dequantizeParam(ctx, g, scope, short, v)
 	}
 	return v.ValueGraph(g)
 }

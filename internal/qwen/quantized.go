@@ -1,0 +1,127 @@
+package qwen
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/quant"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
+)
+
+// Quantized checkpoints (written by `acdtcm quantize`) keep each quantized weight W as its
+// packed values plus companion scale tensors (see package quant). LoadWeights stores the
+// packed values as a frozen integer variable named like the weight, the scales as frozen
+// float32/uint8 variables beside it ("<name>_qscale", ...), and param rebuilds the float32
+// weight inside the graph, so every consumer (generation, grading, LoRA training) works
+// unchanged while memory holds only the packed form.
+
+// quantParamKey is the context parameter (set in the weight's scope) describing a
+// quantized weight.
+func quantParamKey(short string) string { return "quant." + short }
+
+// quantInfo is the value of quantParamKey.
+type quantInfo struct {
+	Method quant.Method
+	Shape  []int
+	Parts  []string // part names present besides the data
+}
+
+// checkQuantizedFiles compares every weights file's metadata with the quantization_config,
+// or, without one, refuses files that carry quantized tensors.
+func checkQuantizedFiles(dir string, qc *quant.Config, ckpt *safetensors.Checkpoint) error {
+	if qc == nil {
+		for _, n := range ckpt.Names() {
+			for _, s := range quant.Companions {
+				if strings.HasSuffix(n, s) {
+					return fmt.Errorf("checkpoint %s holds quantized tensors (%s) but its config.json has no quantization_config: config.json does not belong to these weights", dir, n)
+				}
+			}
+		}
+		return nil
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	for _, p := range paths {
+		f, err := safetensors.Open(p)
+		if err != nil {
+			return err
+		}
+		err = qc.CheckMetadata(p, f.Metadata)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadQuantized decodes the quantized weight stored as stored (canonical name spec.Name)
+// and creates its frozen variables. It reports false when the weight is not quantized.
+func loadQuantized(ctx *context.Context, ckpt *safetensors.Checkpoint, qc *quant.Config, stored string, spec TensorSpec) (bool, error) {
+	if qc == nil {
+		return false, nil
+	}
+	hasCompanion := false
+	for _, s := range quant.Companions {
+		if _, ok := ckpt.Info(stored + s); ok {
+			hasCompanion = true
+		}
+	}
+	if !hasCompanion {
+		return false, nil
+	}
+	lookup := func(name string) (safetensors.TensorInfo, []byte, bool) {
+		info, ok := ckpt.Info(name)
+		if !ok {
+			return info, nil, false
+		}
+		raw, err := ckpt.Bytes(name)
+		return info, raw, err == nil
+	}
+	q, err := quant.Decode(qc.Method, stored, spec.Shape, qc.DoubleQuant, lookup)
+	if err != nil {
+		return true, fmt.Errorf("checkpoint %s: %w", ckpt.Dir, err)
+	}
+	scope, short := scopeAndName(spec.Name)
+	c := ctx.InAbsPath(scope).Checked(false)
+	info := quantInfo{Method: q.Method, Shape: spec.Shape}
+	for part, t := range q.GraphTensors() {
+		name := short
+		if part != quant.PartData {
+			name = short + "_" + part
+			info.Parts = append(info.Parts, part)
+		}
+		c.VariableWithValue(name, t).SetTrainable(false)
+	}
+	c.SetParam(quantParamKey(short), info)
+	return true, nil
+}
+
+// dequantizeParam rebuilds a quantized weight in the graph g.
+func dequantizeParam(ctx *context.Context, g *graph.Graph, scope, short string, data *context.Variable) *graph.Node {
+	c := ctx.InAbsPath(scope)
+	raw, found := c.GetParam(quantParamKey(short))
+	info, ok := raw.(quantInfo)
+	if !found || !ok {
+		panic(fmt.Sprintf("qwen: weight %s/%s is stored as %s without quantization information", scope, short, data.Shape().DType))
+	}
+	parts := map[string]*graph.Node{quant.PartData: data.ValueGraph(g)}
+	for _, p := range info.Parts {
+		v := ctx.GetVariableByScopeAndName(scope, short+"_"+p)
+		if v == nil {
+			panic(fmt.Sprintf("qwen: quantized weight %s/%s lacks its %s variable", scope, short, p))
+		}
+		parts[p] = v.ValueGraph(g)
+	}
+	return quant.DequantizeGraph(info.Method, info.Shape, quant.InputsFromParts(parts))
+}
+
+// IsQuantized tells whether a loaded weight (canonical name) is held in quantized form.
+func IsQuantized(ctx *context.Context, name string) bool {
+	scope, short := scopeAndName(name)
+	v := ctx.GetVariableByScopeAndName(scope, short)
+	return v != nil && !v.Shape().DType.IsFloat()
+}
