@@ -146,18 +146,14 @@ func printSkips(w io.Writer, skips []dataset.Skip, max int) {
 	}
 }
 
-// skipReasons groups skip reasons by their first clause for the summary line.
+// skipReasons counts skipped inputs by kind for the summary line.
 func skipReasons(skips []dataset.Skip) string {
 	if len(skips) == 0 {
 		return ""
 	}
 	counts := map[string]int{}
 	for _, s := range skips {
-		r := s.Reason
-		if i := strings.IndexAny(r, ":("); i > 0 {
-			r = strings.TrimSpace(r[:i])
-		}
-		counts[r]++
+		counts[s.Kind]++
 	}
 	return ": " + formatCounts(counts)
 }

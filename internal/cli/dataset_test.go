@@ -35,7 +35,7 @@ func TestDatasetImportSplitStatsExport(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("import exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "imported 4 records") || !strings.Contains(out, "per split: train 3, valid 1") || !strings.Contains(out, "skipped 5 inputs") {
+	if !strings.Contains(out, "imported 4 records") || !strings.Contains(out, "per split: train 3, valid 1") || !strings.Contains(out, "skipped 5 inputs: annotation without image 1, bad file name 1, malformed annotation 1, missing annotation 1, unknown lesion name 1") {
 		t.Errorf("import summary:\n%s", out)
 	}
 	for _, f := range []string{"levle2_9_jpg.rf.ddd444.jpg", "levle3_1_jpg.rf.eee555.xml", "levle1_2_jpg.rf.fff666.xml", "photo.jpg", "levle0_3_jpg.rf.ggg777.xml"} {

@@ -108,7 +108,7 @@ func readACNE04Folder(dir, split string) ([]item, []Skip, error) {
 		}
 		if filepath.Ext(name) == ".xml" {
 			if !images[stem(name)] {
-				skips = append(skips, Skip{File: path, Reason: "VOC XML without an image of the same name"})
+				skips = append(skips, Skip{File: path, Kind: SkipOrphanAnnotation, Reason: "VOC XML without an image of the same name"})
 			}
 			continue
 		}
@@ -117,28 +117,28 @@ func readACNE04Folder(dir, split string) ([]item, []Skip, error) {
 		}
 		grade, source, ok := ParseACNE04Name(name)
 		if !ok {
-			skips = append(skips, Skip{File: path, Reason: "file name does not follow levle<G>_<ID>_jpg.rf.<hash>.jpg (G = Hayashi grade 0..3)"})
+			skips = append(skips, Skip{File: path, Kind: SkipBadName, Reason: "file name does not follow levle<G>_<ID>_jpg.rf.<hash>.jpg (G = Hayashi grade 0..3)"})
 			continue
 		}
 		id := stem(name)
 		xmlPath := filepath.Join(dir, id+".xml")
 		if !xmls[id] {
-			skips = append(skips, Skip{File: path, Reason: "no VOC XML " + filepath.Base(xmlPath) + " beside the image"})
+			skips = append(skips, Skip{File: path, Kind: SkipMissingAnnotation, Reason: "no VOC XML " + filepath.Base(xmlPath) + " beside the image"})
 			continue
 		}
 		data, err := os.ReadFile(xmlPath)
 		if err != nil {
-			skips = append(skips, Skip{File: xmlPath, Reason: err.Error()})
+			skips = append(skips, Skip{File: xmlPath, Kind: SkipUnreadable, Reason: err.Error()})
 			continue
 		}
 		ann, err := ParseVOC(data)
 		if err != nil {
-			skips = append(skips, Skip{File: xmlPath, Reason: err.Error()})
+			skips = append(skips, Skip{File: xmlPath, Kind: SkipBadAnnotation, Reason: err.Error()})
 			continue
 		}
 		lesions, err := ann.Lesions()
 		if err != nil {
-			skips = append(skips, Skip{File: xmlPath, Reason: err.Error()})
+			skips = append(skips, Skip{File: xmlPath, Kind: SkipUnknownLesion, Reason: err.Error()})
 			continue
 		}
 		n := len(lesions)

@@ -46,20 +46,20 @@ func TestImportACNE04Fixture(t *testing.T) {
 		t.Fatal("import modified its source folder")
 	}
 	// Every bad input is reported once, naming its file, with a clear reason.
-	wantSkips := map[string]string{
-		"levle2_9_jpg.rf.ddd444.jpg": "no VOC XML levle2_9_jpg.rf.ddd444.xml beside the image",
-		"levle3_1_jpg.rf.eee555.xml": "malformed VOC XML",
-		"levle1_2_jpg.rf.fff666.xml": `unknown lesion name(s) ["scar"]`,
-		"photo.jpg":                  "file name does not follow levle<G>_<ID>",
-		"levle0_3_jpg.rf.ggg777.xml": "VOC XML without an image",
+	wantSkips := map[string]struct{ kind, reason string }{
+		"levle2_9_jpg.rf.ddd444.jpg": {SkipMissingAnnotation, "no VOC XML levle2_9_jpg.rf.ddd444.xml beside the image"},
+		"levle3_1_jpg.rf.eee555.xml": {SkipBadAnnotation, "malformed VOC XML"},
+		"levle1_2_jpg.rf.fff666.xml": {SkipUnknownLesion, `unknown lesion name(s) ["scar"]`},
+		"photo.jpg":                  {SkipBadName, "file name does not follow levle<G>_<ID>"},
+		"levle0_3_jpg.rf.ggg777.xml": {SkipOrphanAnnotation, "VOC XML without an image"},
 	}
 	if len(res.Skipped) != len(wantSkips) {
 		t.Errorf("skipped %d inputs, want %d: %v", len(res.Skipped), len(wantSkips), res.Skipped)
 	}
-	for file, reason := range wantSkips {
+	for file, w := range wantSkips {
 		s := skipFor(res.Skipped, file)
-		if len(s) != 1 || !strings.Contains(s[0].Reason, reason) {
-			t.Errorf("skip for %s = %v, want one containing %q", file, s, reason)
+		if len(s) != 1 || !strings.Contains(s[0].Reason, w.reason) || s[0].Kind != w.kind {
+			t.Errorf("skip for %s = %+v, want kind %q and a reason containing %q", file, s, w.kind, w.reason)
 		}
 	}
 	wantRecs := []struct {

@@ -76,7 +76,7 @@ func readImageFolder(src string, opts ImportOptions) ([]item, []Skip, error) {
 				if e.IsDir() {
 					classes = append(classes, classDir{p, splitNames[strings.ToLower(d)]})
 				} else if IsImageFile(e.Name()) {
-					skips = append(skips, Skip{File: p, Reason: "image outside a class folder"})
+					skips = append(skips, Skip{File: p, Kind: SkipNoClass, Reason: "image outside a class folder"})
 				}
 			}
 		}
@@ -86,7 +86,7 @@ func readImageFolder(src string, opts ImportOptions) ([]item, []Skip, error) {
 		}
 		for _, e := range ents {
 			if !e.IsDir() && IsImageFile(e.Name()) {
-				skips = append(skips, Skip{File: filepath.Join(src, e.Name()), Reason: "image outside a class folder"})
+				skips = append(skips, Skip{File: filepath.Join(src, e.Name()), Kind: SkipNoClass, Reason: "image outside a class folder"})
 			}
 		}
 	}
@@ -95,7 +95,7 @@ func readImageFolder(src string, opts ImportOptions) ([]item, []Skip, error) {
 		var files []string
 		err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
-				skips = append(skips, Skip{File: p, Reason: err.Error()})
+				skips = append(skips, Skip{File: p, Kind: SkipUnreadable, Reason: err.Error()})
 				if d != nil && d.IsDir() {
 					return fs.SkipDir
 				}
@@ -111,7 +111,7 @@ func readImageFolder(src string, opts ImportOptions) ([]item, []Skip, error) {
 		}
 		if gerr != nil {
 			if len(files) > 0 {
-				skips = append(skips, Skip{File: c.dir, Reason: fmt.Sprintf("class folder skipped with its %d images: %v", len(files), gerr)})
+				skips = append(skips, Skip{File: c.dir, Kind: SkipNoClass, Reason: fmt.Sprintf("class folder skipped with its %d images: %v", len(files), gerr)})
 			}
 			continue
 		}

@@ -48,11 +48,26 @@ type ImportOptions struct {
 	Scale  severity.Scale // scale of grades given as numbers or names (imagefolder, sharegpt); default hayashi
 }
 
-// Skip is one input that was not imported, with the reason.
+// Skip is one input that was not imported (or exported), with the reason.
 type Skip struct {
 	File   string `json:"file"`
+	Kind   string `json:"kind"` // one of the Skip* categories, for summaries
 	Reason string `json:"reason"`
 }
+
+// Categories of skipped inputs.
+const (
+	SkipBadName           = "bad file name"
+	SkipMissingAnnotation = "missing annotation"
+	SkipOrphanAnnotation  = "annotation without image"
+	SkipBadAnnotation     = "malformed annotation"
+	SkipUnknownLesion     = "unknown lesion name"
+	SkipUnreadable        = "unreadable file"
+	SkipBadImage          = "missing or undecodable image"
+	SkipNoClass           = "not in a grade folder"
+	SkipNoGrade           = "no usable grade"
+	SkipUnusable          = "unusable sample"
+)
 
 func (s Skip) String() string { return s.File + ": " + s.Reason }
 
@@ -141,12 +156,12 @@ func Import(opts ImportOptions) (*ImportResult, error) {
 				if it.file != it.img {
 					reason = "image " + it.img + ": " + reason
 				}
-				res.Skipped = append(res.Skipped, Skip{File: it.file, Reason: reason})
+				res.Skipped = append(res.Skipped, Skip{File: it.file, Kind: SkipBadImage, Reason: reason})
 				continue
 			}
 			it.rec.Width, it.rec.Height = w, h
 		} else if _, err := os.Stat(it.img); err != nil {
-			res.Skipped = append(res.Skipped, Skip{File: it.file, Reason: fmt.Sprintf("image %s: %v", it.img, errors.Unwrap(err))})
+			res.Skipped = append(res.Skipped, Skip{File: it.file, Kind: SkipBadImage, Reason: fmt.Sprintf("image %s: %v", it.img, errors.Unwrap(err))})
 			continue
 		}
 		img := it.img
@@ -170,7 +185,7 @@ func Import(opts ImportOptions) (*ImportResult, error) {
 					break
 				}
 			}
-			res.Renamed = append(res.Renamed, Skip{File: it.file, Reason: fmt.Sprintf("duplicate image_id %q renamed to %q", old, it.rec.ImageID)})
+			res.Renamed = append(res.Renamed, Skip{File: it.file, Kind: "duplicate id", Reason: fmt.Sprintf("duplicate image_id %q renamed to %q", old, it.rec.ImageID)})
 		}
 		seenID[it.rec.ImageID]++
 		res.Records = append(res.Records, it.rec)

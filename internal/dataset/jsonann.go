@@ -104,17 +104,17 @@ func readJSONAnnotations(src string, opts ImportOptions) ([]item, []Skip, error)
 	for _, jp := range jsons {
 		data, err := os.ReadFile(jp)
 		if err != nil {
-			skips = append(skips, Skip{File: jp, Reason: err.Error()})
+			skips = append(skips, Skip{File: jp, Kind: SkipUnreadable, Reason: err.Error()})
 			continue
 		}
 		rec, err := ParseAnnotation(data)
 		if err != nil {
-			skips = append(skips, Skip{File: jp, Reason: err.Error()})
+			skips = append(skips, Skip{File: jp, Kind: SkipBadAnnotation, Reason: err.Error()})
 			continue
 		}
 		img, err := resolveAnnotationImage(rec.Image, jp, root, byStem)
 		if err != nil {
-			skips = append(skips, Skip{File: jp, Reason: err.Error()})
+			skips = append(skips, Skip{File: jp, Kind: SkipBadImage, Reason: err.Error()})
 			continue
 		}
 		if rec.ImageID == "" {

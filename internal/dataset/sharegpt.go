@@ -173,6 +173,9 @@ var (
 	chineseGrades = []string{"极重度", "重度", "中度", "轻度"}
 )
 
+// errNoGrade reports an answer without a recognisable grade.
+var errNoGrade = errors.New("no severity grade found in the assistant answer")
+
 // maxAnswerLesions bounds the lesions ParseAnswer materialises from per-type counts.
 const maxAnswerLesions = 100000
 
@@ -208,7 +211,7 @@ func ParseAnswer(text string, def severity.Scale) (Answer, error) {
 		a.Grade = chineseGrade(text, def)
 	}
 	if a.Grade == nil {
-		return Answer{}, errors.New("no severity grade found in the assistant answer")
+		return Answer{}, errNoGrade
 	}
 	if m := reLesionLine.FindStringSubmatch(text); m != nil {
 		if t := reLesionTotal.FindStringSubmatch(m[1]); t != nil {
@@ -351,22 +354,26 @@ func readShareGPT(src string, opts ImportOptions) ([]item, []Skip, error) {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			skips = append(skips, Skip{File: f, Reason: err.Error()})
+			skips = append(skips, Skip{File: f, Kind: SkipUnreadable, Reason: err.Error()})
 			continue
 		}
 		samples, errs, err := ParseShareGPT(data)
 		if err != nil {
-			skips = append(skips, Skip{File: f, Reason: err.Error()})
+			skips = append(skips, Skip{File: f, Kind: SkipBadAnnotation, Reason: err.Error()})
 			continue
 		}
 		for _, e := range errs {
-			skips = append(skips, Skip{File: f, Reason: e.Error()})
+			skips = append(skips, Skip{File: f, Kind: SkipBadAnnotation, Reason: e.Error()})
 		}
 		split := splitNames[strings.ToLower(stem(f))]
 		for _, s := range samples {
 			rec, img, err := SampleRecord(s, opts.Scale)
 			if err != nil {
-				skips = append(skips, Skip{File: f, Reason: fmt.Sprintf("sample %d: %v", s.Index, err)})
+				kind := SkipUnusable
+				if errors.Is(err, errNoGrade) {
+					kind = SkipNoGrade
+				}
+				skips = append(skips, Skip{File: f, Kind: kind, Reason: fmt.Sprintf("sample %d: %v", s.Index, err)})
 				continue
 			}
 			p := filepath.FromSlash(img)
@@ -493,14 +500,14 @@ func ExportShareGPT(m *Manifest, opts ExportOptions) ([]ShareGPTSample, []Skip, 
 		if g := r.Diagnosis.Severity; g != nil && opts.Scale != "" && g.Scale != opts.Scale {
 			v, ok := severity.Convert(g.Value, g.Scale, opts.Scale)
 			if !ok {
-				skips = append(skips, Skip{File: where, Reason: fmt.Sprintf("%s grade %s has no %s equivalent", g.Scale, g.Scale.Format(g.Value), opts.Scale)})
+				skips = append(skips, Skip{File: where, Kind: SkipNoGrade, Reason: fmt.Sprintf("%s grade %s has no %s equivalent", g.Scale, g.Scale.Format(g.Value), opts.Scale)})
 				continue
 			}
 			r.Diagnosis.Severity = &severity.Grade{Value: v, Scale: opts.Scale}
 		}
 		answer, err := FormatAnswer(&r)
 		if err != nil {
-			skips = append(skips, Skip{File: where, Reason: err.Error()})
+			skips = append(skips, Skip{File: where, Kind: SkipNoGrade, Reason: err.Error()})
 			continue
 		}
 		img, err := filepath.Abs(m.ImagePath(&r))
