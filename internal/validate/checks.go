@@ -302,6 +302,14 @@ func (v *validator) addGroup(kind string, g []*entry, maxDist int) {
 	for s := range splits {
 		dg.Splits = append(dg.Splits, s)
 	}
+	grades := map[string]bool{}
+	for _, e := range g {
+		grades[gradeKey(&e.rec)] = true
+	}
+	for k := range grades {
+		dg.Grades = append(dg.Grades, k)
+	}
+	sort.Strings(dg.Grades)
 	sort.Strings(dg.Splits)
 	dg.Sources = len(sources)
 	dg.Leak = len(dg.Splits) > 1
@@ -321,6 +329,9 @@ func (v *validator) addGroup(kind string, g []*entry, maxDist int) {
 		what = fmt.Sprintf("near-duplicate (perceptual hash distance up to %d, mirror included) of", maxDist)
 	}
 	msg := fmt.Sprintf("%s %s", what, strings.Join(list, ", "))
+	if len(dg.Grades) > 1 {
+		msg += fmt.Sprintf("; their severity grades differ: %s", strings.Join(dg.Grades, ", "))
+	}
 	sev := map[string]Severity{"exact": SevWarning, "near": SevInfo}[kind]
 	if dg.Leak {
 		msg = fmt.Sprintf("leakage across splits %s: %s", strings.Join(dg.Splits, ", "), msg)
@@ -401,11 +412,7 @@ func (v *validator) stats() {
 			src = "\x00" + r.ImageID + fmt.Sprint(e.line)
 		}
 		sources[name][src] = true
-		grade := "(none)"
-		if g := r.Diagnosis.Severity; g != nil {
-			grade = fmt.Sprintf("%s:%d", g.Scale, g.Value)
-		}
-		s.Grades[grade]++
+		s.Grades[gradeKey(r)]++
 		if n := len(r.Diagnosis.Lesions); n > 0 {
 			ls.ImagesWithLesions++
 			ls.Lesions += n
@@ -456,6 +463,14 @@ func (v *validator) stats() {
 		}
 		ls.BoxAreaMedian = math.Round(m*1e6) / 1e6
 	}
+}
+
+// gradeKey names a record's severity grade as "scale:value", or "(none)".
+func gradeKey(r *dataset.Record) string {
+	if g := r.Diagnosis.Severity; g != nil {
+		return fmt.Sprintf("%s:%d", g.Scale, g.Value)
+	}
+	return "(none)"
 }
 
 func median(sorted []int) float64 {

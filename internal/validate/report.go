@@ -115,6 +115,7 @@ type DuplicateGroup struct {
 	Splits      []string `json:"splits"`
 	Sources     int      `json:"sources"`      // distinct source_ids among members
 	Leak        bool     `json:"leak"`         // members in more than one split
+	Grades      []string `json:"grades"`       // distinct severity grades ("scale:value") of members
 	MaxDistance int      `json:"max_distance"` // largest hash distance of a linking pair (near)
 }
 

@@ -135,7 +135,7 @@ func TestCheckers(t *testing.T) {
 		{"duplicate image id", map[string][]byte{"o.png": other}, `{"image_id":"good","image":"o.png","split":"train"}`, []want{{CheckSchema, "error", `duplicate image_id "good" (first on line 1)`, 2}}, 2},
 		{"image listed twice", nil, `{"image_id":"again","image":"good.png","split":"train","source_id":"g"}`, []want{{CheckSchema, "warning", "good.png is listed again (first on line 1)", 2}, {CheckDuplicate, "warning", "byte-identical to good.png (line 2, train)", 1}}, 2},
 		{"cross-split exact duplicate", map[string][]byte{"copy.png": good}, `{"image_id":"copy","image":"copy.png","split":"valid","source_id":"c"}`, []want{{CheckDuplicate, "error", "leakage across splits train, valid: byte-identical to copy.png (line 2, valid)", 1}}, 2},
-		{"cross-split mirrored near duplicate", map[string][]byte{"mirror.png": pngBytes(t, imaging.FlipH(pattern(1, 64, 64)))}, `{"image_id":"mirror","image":"mirror.png","split":"test","source_id":"x"}`, []want{{CheckNearDuplicate, "warning", "leakage across splits test, train: near-duplicate", 1}}, 2},
+		{"cross-split mirrored near duplicate", map[string][]byte{"mirror.png": pngBytes(t, imaging.FlipH(pattern(1, 64, 64)))}, `{"image_id":"mirror","image":"mirror.png","split":"test","source_id":"x"}`, []want{{CheckNearDuplicate, "warning", "leakage across splits test, train: near-duplicate", 1}, {CheckNearDuplicate, "warning", "their severity grades differ: (none), hayashi:1", 1}}, 2},
 		{"source leak", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","split":"val","source_id":"g"}`, []want{{CheckSourceLeak, "error", `source_id "g" appears in several splits: train=1, valid=1`, 1}}, 2},
 	}
 	for _, tt := range tests {
