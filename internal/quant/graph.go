@@ -16,34 +16,42 @@ type GraphInputs struct {
 	Data, Scale, ScaleCode, ScaleAbsmax, ScaleOffset *Node
 }
 
-// DequantizeGraph rebuilds the float32 weight of the given shape inside the graph. 4-bit
+// DequantizeGraph rebuilds the float weight of the given shape inside the graph. 4-bit
 // values are split with integer division and remainder by 16 (simplego has no bit shifts);
 // NF4 codes are looked up with Gather.
 func DequantizeGraph(m Method, shape []int, in GraphInputs) *Node {
 	g := in.Data.Graph()
 	n := numElements(shape)
-	var flat *Node // [padded n] float32
+	// The weight takes the dtype of its scales (float32 as loaded; float64 if a caller
+	// casts the context's float variables).
+	dt := dtypes.Float32
+	if in.Scale != nil {
+		dt = in.Scale.DType()
+	} else if in.ScaleAbsmax != nil {
+		dt = in.ScaleAbsmax.DType()
+	}
+	var flat *Node // [padded n]
 	switch m {
 	case Int8:
 		rows := shape[0]
-		x := ConvertDType(Reshape(in.Data, rows, n/rows), dtypes.Float32)
+		x := ConvertDType(Reshape(in.Data, rows, n/rows), dt)
 		return Reshape(Mul(x, Reshape(in.Scale, rows, 1)), shape...)
 	case Q8_0:
 		nb := in.Scale.Shape().Size()
-		x := ConvertDType(Reshape(in.Data, nb, 32), dtypes.Float32)
+		x := ConvertDType(Reshape(in.Data, nb, 32), dt)
 		flat = Reshape(Mul(x, Reshape(in.Scale, nb, 1)), nb*32)
 	case Q4_0:
 		nb := in.Scale.Shape().Size()
 		b := ConvertDType(Reshape(in.Data, nb, 16), dtypes.Int32)
 		lo, hi := ModScalar(b, 16), DivScalar(b, 16)
-		q := ConvertDType(Concatenate([]*Node{lo, hi}, 1), dtypes.Float32) // GGML order: low nibbles are values 0..15
+		q := ConvertDType(Concatenate([]*Node{lo, hi}, 1), dt) // GGML order: low nibbles are values 0..15
 		flat = Reshape(Mul(AddScalar(q, -8), Reshape(in.Scale, nb, 1)), nb*32)
 	case NF4:
 		nbytes := in.Data.Shape().Size()
 		nb := nbytes * 2 / 64
 		b := ConvertDType(Reshape(in.Data, nbytes, 1), dtypes.Int32)
 		idx := Reshape(Concatenate([]*Node{DivScalar(b, 16), ModScalar(b, 16)}, 1), nbytes*2, 1) // high nibble first
-		code := Const(g, NF4Code[:])
+		code := ConvertDType(Const(g, NF4Code[:]), dt)
 		vals := Reshape(Gather(code, idx), nb, 64)
 		scales := in.Scale
 		if in.ScaleCode != nil {
@@ -63,7 +71,7 @@ func DequantizeGraph(m Method, shape []int, in GraphInputs) *Node {
 func dequantizeScalesGraph(in GraphInputs, nb int) *Node {
 	g := in.Data.Graph()
 	code := ConvertDType(Reshape(in.ScaleCode, nb, 1), dtypes.Int32)
-	dyn := Gather(Const(g, DynamicCode[:]), code) // [nb]
+	dyn := Gather(ConvertDType(Const(g, DynamicCode[:]), in.ScaleAbsmax.DType()), code) // [nb]
 	group := DivScalar(Iota(g, shapes.Make(dtypes.Int32, nb, 1), 0), DoubleQuantBlockSize)
 	absmax := Gather(Reshape(in.ScaleAbsmax, -1), group) // [nb]
 	return Add(Mul(dyn, absmax), Reshape(in.ScaleOffset, 1))
