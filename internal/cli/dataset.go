@@ -185,6 +185,7 @@ type datasetExportOptions struct {
 	Split    string
 	Scale    string
 	System   string
+	Info     string
 }
 
 func newDatasetExportCmd(app *App) *cobra.Command {
@@ -198,12 +199,12 @@ lesion counts by type, TCM syndrome and constitution when present), with the ima
 
 Image paths are relative to the output file's folder by default (LLaMA-Factory resolves
 them against its dataset_dir when the file lives there); --absolute writes absolute paths
-(safest for ms-swift, which resolves relative paths against the working directory). In
-LLaMA-Factory's dataset_info.json use "formatting": "sharegpt", "columns": {"messages":
-"messages", "images": "images"}, "tags": {"role_tag": "role", "content_tag": "content",
-"user_tag": "user", "assistant_tag": "assistant", "system_tag": "system"}.`,
+(safest for ms-swift, which resolves relative paths against the working directory).
+--dataset-info NAME adds the LLaMA-Factory entry for the file to dataset_info.json beside it
+("formatting": "sharegpt", "columns": {"messages", "images"}, role/content tags).`,
 		Example: `  acdtcm dataset export --format sharegpt data/acne04-split --split train --out data/train.json
-  acdtcm dataset export --format sharegpt data/acne04/manifest.jsonl --absolute --scale cn2019 --out /tmp/acne04-cn.json`,
+  acdtcm dataset export --format sharegpt data/acne04/manifest.jsonl --absolute --scale cn2019 --out /tmp/acne04-cn.json
+  acdtcm dataset export --format sharegpt data/acne04-split --split valid --dataset-info acne04_valid --out LLaMA-Factory/data/acne04_valid.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Manifest = args[0]
@@ -217,6 +218,7 @@ LLaMA-Factory's dataset_info.json use "formatting": "sharegpt", "columns": {"mes
 	f.StringVar(&opts.Split, "split", "", "export only records of this split")
 	f.StringVar(&opts.Scale, "scale", "", "convert grades to this scale (hayashi, clinical4, cn2019); default: each record's own")
 	f.StringVar(&opts.System, "system", "", "system prompt (default: a dermatologist/TCM prompt)")
+	f.StringVar(&opts.Info, "dataset-info", "", "also register the file under this name in dataset_info.json beside it (LLaMA-Factory)")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
 }
@@ -249,6 +251,13 @@ func runDatasetExport(_ context.Context, app *App, opts *datasetExportOptions) e
 		return err
 	}
 	fmt.Fprintf(app.Out, "exported %d conversations from %s to %s (skipped %d)\n", len(samples), m.Path, opts.Out, len(skips))
+	if opts.Info != "" {
+		info := filepath.Join(filepath.Dir(opts.Out), dataset.DatasetInfoName)
+		if err := dataset.MergeDatasetInfo(info, opts.Info, filepath.Base(opts.Out)); err != nil {
+			return err
+		}
+		fmt.Fprintf(app.Out, "registered %q in %s\n", opts.Info, info)
+	}
 	return nil
 }
 

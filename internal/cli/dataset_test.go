@@ -87,9 +87,12 @@ func TestDatasetImportSplitStatsExport(t *testing.T) {
 		t.Errorf("stats --json exit %d: %s", code, out)
 	}
 
-	code, out, errOut = runDatasetCLI(t, "dataset", "export", "--format", "sharegpt", "split", "--split", "train", "--out", "sg/train.json")
+	code, out, errOut = runDatasetCLI(t, "dataset", "export", "--format", "sharegpt", "split", "--split", "train", "--dataset-info", "acne_train", "--out", "sg/train.json")
 	if code != 0 {
 		t.Fatalf("export exit %d: %s", code, errOut)
+	}
+	if info, err := os.ReadFile(filepath.Join("sg", dataset.DatasetInfoName)); err != nil || !strings.Contains(string(info), `"acne_train"`) {
+		t.Errorf("dataset_info.json: %v %s", err, info)
 	}
 	var samples []dataset.ShareGPTSample
 	b, _ := os.ReadFile(filepath.Join("sg", "train.json"))
