@@ -52,11 +52,14 @@ it names, and reports problems without changing anything:
   image           missing, truncated, unknown-format or undecodable images, and images over
                   --max-bytes or --max-pixels (refused from the header, before decoding)
   size            recorded width/height differ from the image
-  box             boxes outside the image, or with x0>=x1 or y0>=y1
+  box             boxes outside the image, or with x0>=x1 or y0>=y1 (a box overhanging the
+                  edge by at most 1 pixel, as 1-based VOC coordinates do, is a warning)
   lesion_count    lesion_count smaller (error) or larger (warning) than the lesions listed
   duplicate       byte-identical images; an error when they span splits
   near_duplicate  perceptual-hash (DCT pHash, mirror images included) groups within
-                  --phash-threshold bits; a warning when they span splits
+                  --phash-threshold bits; a warning when they span splits. The report also
+                  says how many source_id groups fall inside one near-duplicate group and
+                  flags groups whose severity grades differ.
   source_leak     one source_id in several splits
 
 The text report has a summary table, the findings grouped by check, class balance per split,
