@@ -128,6 +128,10 @@ func runDatasetImport(_ context.Context, app *App, opts *datasetImportOptions) e
 	if res.Copied > 0 {
 		fmt.Fprintf(w, "copied %d images into %s\n", res.Copied, filepath.Join(opts.Out, "images"))
 	}
+	if len(res.Warnings) > 0 {
+		printSkips(app.Err, res.Warnings, opts.MaxShown)
+		fmt.Fprintf(w, "%d warnings on imported records (see %s)\n", len(res.Warnings), dataset.ReportName)
+	}
 	if len(res.Renamed) > 0 {
 		fmt.Fprintf(w, "renamed %d duplicate image IDs (see %s)\n", len(res.Renamed), dataset.ReportName)
 	}
@@ -139,11 +143,18 @@ func runDatasetImport(_ context.Context, app *App, opts *datasetImportOptions) e
 func printSkips(w io.Writer, skips []dataset.Skip, max int) {
 	for i, s := range skips {
 		if i == max {
-			fmt.Fprintf(w, "... and %d more skipped\n", len(skips)-max)
+			fmt.Fprintf(w, "... and %d more\n", len(skips)-max)
 			break
 		}
-		fmt.Fprintf(w, "skipped %s\n", s)
+		fmt.Fprintf(w, "%s %s\n", skipVerb(s), s)
 	}
+}
+
+func skipVerb(s dataset.Skip) string {
+	if s.Kind == "warning" {
+		return "warning:"
+	}
+	return "skipped"
 }
 
 // skipReasons counts skipped inputs by kind for the summary line.

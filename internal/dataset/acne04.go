@@ -156,9 +156,22 @@ func readACNE04Folder(dir, split string) ([]item, []Skip, error) {
 				Split:    split,
 				SourceID: source,
 			},
-			img:  path,
-			file: path,
+			img:   path,
+			file:  xmlPath,
+			warns: degenerateBoxes(ann),
 		})
 	}
 	return items, skips, nil
+}
+
+// degenerateBoxes describes the zero-width or zero-height boxes of an annotation; they are
+// kept (the lesion still counts) but reported.
+func degenerateBoxes(a *VOCAnnotation) []string {
+	var out []string
+	for i, o := range a.Objects {
+		if o.XMax == o.XMin || o.YMax == o.YMin {
+			out = append(out, fmt.Sprintf("object %d (%s): zero-area box (%g,%g)-(%g,%g) kept", i+1, o.Name, o.XMin, o.YMin, o.XMax, o.YMax))
+		}
+	}
+	return out
 }

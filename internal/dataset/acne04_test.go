@@ -240,3 +240,34 @@ func BenchmarkImportSharedACNE04(b *testing.B) {
 		}
 	}
 }
+
+func TestImportWarnsZeroAreaBox(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "train")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	jpg, err := os.ReadFile(filepath.Join("testdata", "acne04", "valid", "levle0_4_jpg.rf.hhh888.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml := `<annotation><size><width>640</width><height>640</height></size>
+<object><name>papules</name><bndbox><xmin>488</xmin><xmax>525</xmax><ymin>1</ymin><ymax>1</ymax></bndbox></object>
+<object><name>pustules</name><bndbox><xmin>1</xmin><xmax>5</xmax><ymin>1</ymin><ymax>9</ymax></bndbox></object></annotation>`
+	if err := os.WriteFile(filepath.Join(src, "levle1_3_jpg.rf.z.jpg"), jpg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "levle1_3_jpg.rf.z.xml"), []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Import(ImportOptions{Format: FormatACNE04VOC, Src: src, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != 1 || *res.Records[0].Diagnosis.LesionCount != 2 {
+		t.Fatalf("records %+v: the degenerate box must still count", res.Records)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0].Reason, "object 1 (papules): zero-area box (488,1)-(525,1) kept") ||
+		!strings.HasSuffix(res.Warnings[0].File, "levle1_3_jpg.rf.z.xml") {
+		t.Errorf("warnings %+v", res.Warnings)
+	}
+}

@@ -81,7 +81,8 @@ type ImportResult struct {
 	PerGrade map[string]int `json:"per_grade"`
 	Records  []Record       `json:"-"`
 	Skipped  []Skip         `json:"skipped"`
-	Renamed  []Skip         `json:"renamed,omitempty"` // duplicate image IDs made unique
+	Renamed  []Skip         `json:"renamed,omitempty"`  // duplicate image IDs made unique
+	Warnings []Skip         `json:"warnings,omitempty"` // imported, but worth a look (e.g. zero-area boxes)
 	Copied   int            `json:"copied,omitempty"`
 }
 
@@ -91,6 +92,7 @@ type item struct {
 	img     string // absolute image path
 	file    string // input file that described it (for error messages)
 	needDim bool   // width/height must be read from the image
+	warns   []string
 }
 
 // reader lists the importable items below src.
@@ -163,6 +165,9 @@ func Import(opts ImportOptions) (*ImportResult, error) {
 		} else if _, err := os.Stat(it.img); err != nil {
 			res.Skipped = append(res.Skipped, Skip{File: it.file, Kind: SkipBadImage, Reason: fmt.Sprintf("image %s: %v", it.img, errors.Unwrap(err))})
 			continue
+		}
+		for _, w := range it.warns {
+			res.Warnings = append(res.Warnings, Skip{File: it.file, Kind: "warning", Reason: w})
 		}
 		img := it.img
 		if opts.Copy {
