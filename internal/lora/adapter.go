@@ -50,11 +50,20 @@ func Attach(ctx *context.Context, cfg *Config, modules []Module, seed uint64) []
 	return names
 }
 
+// setAdapter creates the adapter variables of a module, or overwrites their values when
+// they exist (loading a checkpoint into a model that already has adapters).
 func setAdapter(ctx *context.Context, module string, a, b *tensors.Tensor, s float64) {
 	c := ctx.InAbsPath(scope(module)).Checked(false)
-	c.VariableWithValue("lora_A", a)
-	c.VariableWithValue("lora_B", b)
-	c.VariableWithValue("scaling", float32(s)).SetTrainable(false)
+	set := func(name string, value *tensors.Tensor) *context.Variable {
+		if v := ctx.GetVariableByScopeAndName(scope(module), name); v != nil {
+			v.MustSetValue(value)
+			return v
+		}
+		return c.VariableWithValue(name, value)
+	}
+	set("lora_A", a)
+	set("lora_B", b)
+	set("scaling", tensors.FromScalar(float32(s))).SetTrainable(false)
 }
 
 // Apply adds the adapter update of module (if it has one) to the base output y of a linear

@@ -6,6 +6,7 @@ import (
 	"image"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/acdtcm/acdtcm/internal/infer"
 	"github.com/acdtcm/acdtcm/internal/severity"
@@ -118,4 +119,37 @@ func (g *Grader) Predict(_ context.Context, batch []infer.Input) ([]infer.Predic
 		out[i] = infer.Prediction{Probabilities: GradeProbabilities(gen.FirstLogits, g.gradeIDs)}
 	}
 	return out, nil
+}
+
+// GradingAnswer is the assistant answer used to train the grading prompt: the grade digit
+// first (what Grader scores), then the label, lesion counts by type when known and the TCM
+// syndrome when annotated.
+func GradingAnswer(grade int, scale severity.Scale, counts map[string]int, syndrome string) string {
+	var sb strings.Builder
+	label := scale.Label(grade)
+	fmt.Fprintf(&sb, "%d\nSeverity: %s (%s) on the %s scale.", grade, label.EN, label.ZH, scale)
+	if len(counts) > 0 {
+		var parts []string
+		for _, t := range []string{"comedone", "papule", "pustule", "nodule"} {
+			parts = append(parts, fmt.Sprintf("%ss %d", t, counts[t]))
+		}
+		sb.WriteString("\nLesions: " + strings.Join(parts, ", ") + ".")
+	}
+	if syndrome != "" {
+		sb.WriteString("\nTCM syndrome: " + syndrome + ".")
+	}
+	return sb.String()
+}
+
+// ParseLeadingGrade reads the grade digit an answer starts with (-1 when absent).
+func ParseLeadingGrade(answer string, scale severity.Scale) int {
+	a := strings.TrimSpace(answer)
+	if a == "" || a[0] < '0' || a[0] > '9' {
+		return -1
+	}
+	g := int(a[0] - '0')
+	if !scale.Valid(g) || (len(a) > 1 && a[1] >= '0' && a[1] <= '9') {
+		return -1
+	}
+	return g
 }

@@ -1,0 +1,676 @@
+package train
+
+import (
+	gocontext "context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/eval"
+	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/imageio"
+	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/qwen"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
+	"github.com/acdtcm/acdtcm/internal/severity"
+)
+
+// LoRAConfig configures a LoRA fine-tuning run (configs/train-qwen-lora.yaml).
+type LoRAConfig struct {
+	Model, Adapter        string
+	Data, TrainSplit      string
+	EvalData, EvalSplit   string
+	Out                   string
+	Seed                  uint64
+	R                     int
+	Alpha, Dropout        float64
+	Targets               []string
+	LanguageModelOnly     bool
+	RSLoRA                bool
+	LR, Beta1, Beta2, Eps float64
+	WeightDecay           float64
+	WarmupSteps           int
+	Schedule              string // cosine, linear or constant (after warmup)
+	BatchSize, GradAccum  int
+	Epochs, MaxSteps      int
+	LabelSmoothing        float64
+	ClassWeights          []float64
+	GradeLossWeight       float64
+	ClipNorm              float64
+	MinPixels, MaxPixels  int
+	SaveSteps, Patience   int
+	Metric                string // validation metric for best/early stopping: accuracy, macro_f1, kappa, val_loss
+	Resume                bool
+	MaxEvalSamples        int
+}
+
+// DefaultLoRAConfig holds the design's defaults.
+func DefaultLoRAConfig() LoRAConfig {
+	return LoRAConfig{R: 64, Alpha: 16, Dropout: 0.1, Targets: lora.DefaultTargets, LanguageModelOnly: true,
+		LR: 2e-5, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, WarmupSteps: 500, Schedule: "cosine",
+		BatchSize: 8, GradAccum: 4, Epochs: 10, LabelSmoothing: 0.1, ClassWeights: []float64{1, 2, 3, 4},
+		GradeLossWeight: 1, ClipNorm: 1, SaveSteps: 50, Patience: 3, Metric: "macro_f1", Resume: true, TrainSplit: "train", EvalSplit: "valid"}
+}
+
+// State is the resumable position of a run.
+type State struct {
+	Step        int                `json:"step"`
+	Epoch       int                `json:"epoch"`
+	StepInEpoch int                `json:"step_in_epoch"`
+	HasBest     bool               `json:"has_best"`
+	Best        float64            `json:"best"`
+	BestEpoch   int                `json:"best_epoch"`
+	BadEpochs   int                `json:"bad_epochs"`
+	Done        bool               `json:"done"`
+	LastEval    map[string]float64 `json:"last_eval,omitempty"`
+}
+
+// Event reports progress to the caller (progress bar, logs).
+type Event struct {
+	Epoch, Epochs, Step, Steps int
+	Loss, LR, GradNorm         float64
+	TokensPerSecond            float64
+	ETA                        time.Duration
+	Eval                       map[string]float64 // set at the end of an epoch
+}
+
+// LoRATrainer runs LoRA fine-tuning.
+type LoRATrainer struct {
+	Cfg     LoRAConfig
+	Model   *qwen.Model
+	LoRA    *lora.Config
+	Train   []Sample
+	Eval    []Sample
+	State   State
+	modules []string
+	params  []*context.Variable
+	m, v    [][]float32
+	images  map[string]qwen.ProcessedImage
+	grads   *context.Exec
+	lossFn  *context.Exec
+	gradeID []int
+	opts    qwen.LossOptions
+}
+
+// NewLoRATrainer loads the base model, attaches (or loads) the adapter and the data.
+func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, error) {
+	if cfg.BatchSize <= 0 || cfg.GradAccum <= 0 || cfg.Epochs <= 0 {
+		return nil, fmt.Errorf("batch size, gradient accumulation and epochs must be positive")
+	}
+	if cfg.Out == "" {
+		return nil, fmt.Errorf("an output directory is required")
+	}
+	m, err := qwen.Load(cfg.Model, backend)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MinPixels > 0 {
+		m.Processor.MinPixels = cfg.MinPixels
+	}
+	if cfg.MaxPixels > 0 {
+		m.Processor.MaxPixels = cfg.MaxPixels
+	}
+	t := &LoRATrainer{Cfg: cfg, Model: m, images: map[string]qwen.ProcessedImage{}}
+	if cfg.Adapter != "" {
+		if t.LoRA, t.modules, err = m.LoadAdapter(cfg.Adapter); err != nil {
+			return nil, err
+		}
+	} else {
+		if t.LoRA, err = lora.NewConfig(cfg.R, cfg.Alpha, cfg.Dropout, cfg.Targets, cfg.LanguageModelOnly); err != nil {
+			return nil, err
+		}
+		t.LoRA.UseRSLoRA = cfg.RSLoRA
+		t.LoRA.BaseModel = cfg.Model
+		t.modules = m.AttachLoRA(t.LoRA, cfg.Seed)
+	}
+	for _, mod := range t.modules {
+		if strings.HasPrefix(mod, "visual.") {
+			return nil, fmt.Errorf("training adapters on the vision tower (%s) is not supported yet: the tower runs frozen outside the training graph; use language-model targets", mod)
+		}
+	}
+	if len(t.modules) == 0 {
+		return nil, fmt.Errorf("the LoRA targets %s match no linear layer of %s", t.LoRA.TargetModules, cfg.Model)
+	}
+	sc := func(mod string) string { return "/lora/" + strings.ReplaceAll(mod, ".", "/") }
+	for _, mod := range t.modules {
+		for _, name := range []string{"lora_A", "lora_B"} {
+			v := m.Ctx.GetVariableByScopeAndName(sc(mod), name)
+			t.params = append(t.params, v)
+			n := v.Shape().Size()
+			t.m, t.v = append(t.m, make([]float32, n)), append(t.v, make([]float32, n))
+		}
+	}
+	if t.Train, err = LoadSamples(cfg.Data, cfg.TrainSplit); err != nil {
+		return nil, err
+	}
+	if cfg.EvalData != "" {
+		if t.Eval, err = LoadSamples(cfg.EvalData, cfg.EvalSplit); err != nil {
+			return nil, err
+		}
+		if cfg.MaxEvalSamples > 0 && len(t.Eval) > cfg.MaxEvalSamples {
+			t.Eval = t.Eval[:cfg.MaxEvalSamples]
+		}
+	}
+	if t.gradeID, err = m.GradeTokenIDs(severity.Hayashi); err != nil {
+		return nil, err
+	}
+	t.opts = qwen.LossOptions{GradeLossWeight: cfg.GradeLossWeight, LabelSmoothing: cfg.LabelSmoothing, ClassWeights: cfg.ClassWeights, GradeTokenIDs: t.gradeID}
+	if err := t.buildExecs(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *LoRATrainer) buildExecs() error {
+	var err error
+	t.grads, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) []*Node {
+		g := in[0].Graph()
+		ctx.SetTraining(g, true)
+		loss := qwen.LossFromInputs(ctx, t.Model.Config, t.opts, in)
+		nodes := make([]*Node, len(t.params))
+		for i, p := range t.params {
+			nodes[i] = p.ValueGraph(g)
+		}
+		return append([]*Node{loss}, Gradient(loss, nodes...)...)
+	})
+	if err != nil {
+		return fmt.Errorf("build training graph: %w", err)
+	}
+	t.lossFn, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) *Node {
+		return qwen.LossFromInputs(ctx, t.Model.Config, t.opts, in)
+	})
+	if err != nil {
+		return fmt.Errorf("build evaluation graph: %w", err)
+	}
+	return nil
+}
+
+// StepsPerEpoch is the number of optimizer steps in one pass over the training samples.
+func (t *LoRATrainer) StepsPerEpoch() int {
+	return max(1, len(t.Train)/(t.Cfg.BatchSize*t.Cfg.GradAccum))
+}
+
+// TotalSteps is the number of optimizer steps of the whole run.
+func (t *LoRATrainer) TotalSteps() int {
+	total := t.Cfg.Epochs * t.StepsPerEpoch()
+	if t.Cfg.MaxSteps > 0 && t.Cfg.MaxSteps < total {
+		total = t.Cfg.MaxSteps
+	}
+	return total
+}
+
+// LearningRate follows transformers' schedules: linear warmup from 0, then cosine (or
+// linear) decay to 0, or constant.
+func (t *LoRATrainer) LearningRate(step int) float64 {
+	c := t.Cfg
+	total := t.Cfg.Epochs * t.StepsPerEpoch()
+	if step < c.WarmupSteps {
+		return c.LR * float64(step) / float64(max(1, c.WarmupSteps))
+	}
+	progress := float64(step-c.WarmupSteps) / float64(max(1, total-c.WarmupSteps))
+	switch c.Schedule {
+	case "constant":
+		return c.LR
+	case "linear":
+		return c.LR * math.Max(0, 1-progress)
+	default:
+		return c.LR * math.Max(0, 0.5*(1+math.Cos(math.Pi*progress)))
+	}
+}
+
+// epochOrder is the seeded shuffle of the training samples for an epoch.
+func (t *LoRATrainer) epochOrder(epoch int) []int {
+	rng := rand.New(rand.NewPCG(t.Cfg.Seed, uint64(epoch)+1))
+	return rng.Perm(len(t.Train))
+}
+
+func (t *LoRATrainer) processed(path string) (qwen.ProcessedImage, error) {
+	if p, ok := t.images[path]; ok {
+		return p, nil
+	}
+	img, _, err := imageio.DecodeFile(path, imageio.DefaultLimits())
+	if err != nil {
+		return qwen.ProcessedImage{}, err
+	}
+	p, err := t.Model.Processor.ProcessImage(img)
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", path, err)
+	}
+	t.images[path] = p
+	return p, nil
+}
+
+func (t *LoRATrainer) batch(samples []Sample) (*qwen.TrainBatch, []*tensors.Tensor, error) {
+	ts := make([]qwen.TrainSample, len(samples))
+	for i, s := range samples {
+		ts[i] = qwen.TrainSample{Messages: s.Messages, Grade: s.Grade}
+		for _, p := range s.Images {
+			img, err := t.processed(p)
+			if err != nil {
+				return nil, nil, fmt.Errorf("sample %s: %w", s.ID, err)
+			}
+			ts[i].Images = append(ts[i].Images, img)
+		}
+	}
+	var gradeIDs []int
+	if t.opts.GradeLossWeight > 0 {
+		gradeIDs = t.gradeID
+	}
+	b, err := t.Model.NewTrainBatch(ts, gradeIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := t.Model.BatchTensors(b)
+	return b, in, err
+}
+
+// step runs one optimizer step (GradAccum micro-batches) and returns loss, grad norm and
+// tokens processed.
+func (t *LoRATrainer) step(order []int) (loss, gradNorm float64, tokens int, err error) {
+	c := t.Cfg
+	acc := make([][]float32, len(t.params))
+	for micro := 0; micro < c.GradAccum; micro++ {
+		start := (t.State.StepInEpoch*c.GradAccum + micro) * c.BatchSize
+		samples := make([]Sample, c.BatchSize)
+		for i := range samples {
+			samples[i] = t.Train[order[(start+i)%len(order)]]
+		}
+		b, in, err := t.batch(samples)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		// Dropout masks depend only on (seed, step, micro-batch): resuming replays them exactly.
+		if err := t.Model.Ctx.SetRNGStateFromSeed(int64(c.Seed)*1_000_003 + int64(t.State.Step*c.GradAccum+micro)); err != nil {
+			return 0, 0, 0, err
+		}
+		out, err := t.grads.Exec(in)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("training step %d: %w", t.State.Step, err)
+		}
+		loss += toFloat(out[0]) / float64(c.GradAccum)
+		tokens += b.B * b.S
+		for i := range t.params {
+			g, err := tensors.CopyFlatData[float32](out[1+i])
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			if acc[i] == nil {
+				acc[i] = make([]float32, len(g))
+			}
+			for k, x := range g {
+				acc[i][k] += x / float32(c.GradAccum)
+			}
+		}
+	}
+	sq := 0.0
+	for _, g := range acc {
+		for _, x := range g {
+			sq += float64(x) * float64(x)
+		}
+	}
+	gradNorm = math.Sqrt(sq)
+	clip := 1.0
+	if c.ClipNorm > 0 && gradNorm > c.ClipNorm {
+		clip = c.ClipNorm / (gradNorm + 1e-6)
+	}
+	lr := t.LearningRate(t.State.Step)
+	step := t.State.Step + 1
+	bc1, bc2 := 1-math.Pow(c.Beta1, float64(step)), 1-math.Pow(c.Beta2, float64(step))
+	for i, p := range t.params {
+		val, err := tensors.CopyFlatData[float32](p.MustValue())
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		m, v := t.m[i], t.v[i]
+		for k := range val {
+			g := float64(acc[i][k]) * clip
+			w := float64(val[k]) * (1 - lr*c.WeightDecay) // decoupled weight decay (AdamW)
+			m[k] = float32(c.Beta1*float64(m[k]) + (1-c.Beta1)*g)
+			v[k] = float32(c.Beta2*float64(v[k]) + (1-c.Beta2)*g*g)
+			mh, vh := float64(m[k])/bc1, float64(v[k])/bc2
+			val[k] = float32(w - lr*mh/(math.Sqrt(vh)+c.Eps))
+		}
+		if err := p.SetValue(tensors.FromFlatDataAndDimensions(val, p.Shape().Dimensions...)); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	t.State.Step++
+	t.State.StepInEpoch++
+	return loss, gradNorm, tokens, nil
+}
+
+func toFloat(t *tensors.Tensor) float64 {
+	switch v := t.Value().(type) {
+	case float32:
+		return float64(v)
+	case float64:
+		return v
+	}
+	return math.NaN()
+}
+
+// Evaluate scores the eval samples: validation loss and grade metrics from the first
+// answer token's grade probabilities (the same scoring diagnose uses).
+func (t *LoRATrainer) Evaluate() (map[string]float64, error) {
+	out := map[string]float64{}
+	if len(t.Eval) == 0 {
+		return out, nil
+	}
+	var lossSum float64
+	var n int
+	data := eval.Data{K: 4}
+	for start := 0; start < len(t.Eval); start += t.Cfg.BatchSize {
+		end := min(start+t.Cfg.BatchSize, len(t.Eval))
+		samples := t.Eval[start:end]
+		_, in, err := t.batch(samples)
+		if err != nil {
+			return nil, err
+		}
+		o, err := t.lossFn.Exec(in)
+		if err != nil {
+			return nil, err
+		}
+		lossSum += toFloat(o[0]) * float64(len(samples))
+		n += len(samples)
+		prompts := make([]qwen.Prompt, 0, len(samples))
+		var truth []int
+		for _, s := range samples {
+			if s.Grade < 0 {
+				continue
+			}
+			p := qwen.Prompt{}
+			for _, msg := range s.Messages {
+				if msg.Role != "assistant" {
+					p.Messages = append(p.Messages, msg)
+				}
+			}
+			for _, path := range s.Images {
+				img, _, err := imageio.DecodeFile(path, imageio.DefaultLimits())
+				if err != nil {
+					return nil, err
+				}
+				p.Images = append(p.Images, img)
+			}
+			prompts = append(prompts, p)
+			truth = append(truth, s.Grade)
+		}
+		if len(prompts) == 0 {
+			continue
+		}
+		gc := t.Model.Generation
+		gc.MaxNewTokens = 1
+		gens, err := t.Model.Generate(prompts, gc)
+		if err != nil {
+			return nil, err
+		}
+		for i, g := range gens {
+			probs := qwen.GradeProbabilities(g.FirstLogits, t.gradeID)
+			best := 0
+			for k := range probs {
+				if probs[k] > probs[best] {
+					best = k
+				}
+			}
+			data.True, data.Pred, data.Probs = append(data.True, truth[i]), append(data.Pred, best), append(data.Probs, probs)
+		}
+	}
+	out["val_loss"] = lossSum / float64(max(n, 1))
+	if len(data.True) > 0 {
+		m, err := eval.Compute(data)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m.Summary() {
+			if v.Defined() {
+				out[k] = float64(v)
+			}
+		}
+	}
+	return out, nil
+}
+
+// selection turns eval metrics into a higher-is-better score for the configured metric.
+func (t *LoRATrainer) selection(m map[string]float64) (float64, bool) {
+	v, ok := m[t.Cfg.Metric]
+	if !ok {
+		return 0, false
+	}
+	if t.Cfg.Metric == "val_loss" || eval.LowerIsBetter(t.Cfg.Metric) {
+		return -v, true
+	}
+	return v, true
+}
+
+// Run trains until the epochs (or MaxSteps) are done or early stopping triggers, resuming
+// from checkpoint-last when Resume is set. progress may be nil.
+func (t *LoRATrainer) Run(ctx gocontext.Context, progress func(Event)) error {
+	c := t.Cfg
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", c.Out, err)
+	}
+	if c.Resume {
+		if err := t.resume(); err != nil {
+			return err
+		}
+	}
+	if err := t.trimMetrics(); err != nil {
+		return err
+	}
+	total, perEpoch := t.TotalSteps(), t.StepsPerEpoch()
+	started, startStep := time.Now(), t.State.Step
+	for !t.State.Done && t.State.Epoch < c.Epochs {
+		order := t.epochOrder(t.State.Epoch)
+		for t.State.StepInEpoch < perEpoch {
+			if c.MaxSteps > 0 && t.State.Step >= c.MaxSteps {
+				// A step budget pauses the run; a later run with a larger budget resumes it.
+				return t.saveCheckpoint("checkpoint-last")
+			}
+			if err := ctx.Err(); err != nil {
+				return errors.Join(err, t.saveCheckpoint("checkpoint-last"))
+			}
+			stepStart := time.Now()
+			lr := t.LearningRate(t.State.Step)
+			loss, norm, tokens, err := t.step(order)
+			if err != nil {
+				return err
+			}
+			tps := float64(tokens) / time.Since(stepStart).Seconds()
+			if err := t.appendMetrics(map[string]any{"type": "step", "step": t.State.Step, "epoch": t.State.Epoch, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tps}); err != nil {
+				return err
+			}
+			if progress != nil {
+				done := t.State.Step - startStep
+				eta := time.Duration(float64(time.Since(started)) / float64(max(done, 1)) * float64(total-t.State.Step))
+				progress(Event{Epoch: t.State.Epoch, Epochs: c.Epochs, Step: t.State.Step, Steps: total, Loss: loss, LR: lr, GradNorm: norm, TokensPerSecond: tps, ETA: eta})
+			}
+			if c.SaveSteps > 0 && t.State.Step%c.SaveSteps == 0 {
+				if err := t.saveCheckpoint("checkpoint-last"); err != nil {
+					return err
+				}
+			}
+		}
+		if err := t.endEpoch(progress); err != nil {
+			return err
+		}
+	}
+	t.State.Done = true
+	if err := t.saveCheckpoint("checkpoint-last"); err != nil {
+		return err
+	}
+	return WriteLossPlot(filepath.Join(c.Out, "metrics.jsonl"), filepath.Join(c.Out, "loss.png"))
+}
+
+func (t *LoRATrainer) endEpoch(progress func(Event)) error {
+	metrics, err := t.Evaluate()
+	if err != nil {
+		return fmt.Errorf("validation after epoch %d: %w", t.State.Epoch, err)
+	}
+	t.State.LastEval = metrics
+	rec := map[string]any{"type": "eval", "epoch": t.State.Epoch, "step": t.State.Step}
+	for k, v := range metrics {
+		rec[k] = v
+	}
+	if err := t.appendMetrics(rec); err != nil {
+		return err
+	}
+	if progress != nil {
+		progress(Event{Epoch: t.State.Epoch, Epochs: t.Cfg.Epochs, Step: t.State.Step, Steps: t.TotalSteps(), Eval: metrics})
+	}
+	if score, ok := t.selection(metrics); ok {
+		if !t.State.HasBest || score > t.State.Best {
+			t.State.HasBest, t.State.Best, t.State.BestEpoch, t.State.BadEpochs = true, score, t.State.Epoch, 0
+			if err := t.saveCheckpoint("checkpoint-best"); err != nil {
+				return err
+			}
+		} else {
+			t.State.BadEpochs++
+			if t.Cfg.Patience > 0 && t.State.BadEpochs >= t.Cfg.Patience {
+				t.State.Done = true
+			}
+		}
+	}
+	t.State.Epoch++
+	t.State.StepInEpoch = 0
+	return t.saveCheckpoint("checkpoint-last")
+}
+
+// saveCheckpoint writes adapter, optimizer state and trainer state into a fresh directory
+// and swaps it into place, so a crash leaves either the old or the new checkpoint.
+func (t *LoRATrainer) saveCheckpoint(name string) error {
+	final := filepath.Join(t.Cfg.Out, name)
+	tmp, err := os.MkdirTemp(t.Cfg.Out, "."+name+".tmp-")
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := lora.Save(t.Model.Ctx, t.LoRA, tmp, lora.NamingNew); err != nil {
+		return err
+	}
+	var ts []safetensors.Tensor
+	for i, p := range t.params {
+		dims := p.Shape().Dimensions
+		key := strings.TrimPrefix(p.Scope(), "/") + "/" + p.Name()
+		ts = append(ts, safetensors.F32Tensor(key+"/exp_avg", dims, t.m[i]), safetensors.F32Tensor(key+"/exp_avg_sq", dims, t.v[i]))
+	}
+	if err := safetensors.WriteFile(filepath.Join(tmp, "optimizer.safetensors"), ts, nil); err != nil {
+		return err
+	}
+	state, err := json.MarshalIndent(t.State, "", "  ")
+	if err != nil {
+		return fmt.Errorf("checkpoint: encode trainer state: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(tmp, "trainer_state.json"), state, 0o644); err != nil {
+		return err
+	}
+	old := final + ".old"
+	os.RemoveAll(old)
+	if _, err := os.Stat(final); err == nil {
+		if err := os.Rename(final, old); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return os.RemoveAll(old)
+}
+
+// resume restores checkpoint-last (or its .old twin left by a crash mid-swap).
+func (t *LoRATrainer) resume() error {
+	dir := filepath.Join(t.Cfg.Out, "checkpoint-last")
+	if _, err := os.Stat(dir); err != nil {
+		if _, err2 := os.Stat(dir + ".old"); err2 != nil {
+			return nil // fresh run
+		}
+		dir += ".old"
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "trainer_state.json"))
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("resume %s: %w", dir, err)
+	}
+	if _, _, err := lora.Load(t.Model.Ctx, dir, t.Model.Config.LinearModules()); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	opt, err := safetensors.Open(filepath.Join(dir, "optimizer.safetensors"))
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	defer opt.Close()
+	for i, p := range t.params {
+		key := strings.TrimPrefix(p.Scope(), "/") + "/" + p.Name()
+		m, _, err := opt.Float32(key + "/exp_avg")
+		if err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		v, _, err := opt.Float32(key + "/exp_avg_sq")
+		if err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		t.m[i], t.v[i] = m, v
+	}
+	t.State = st
+	return nil
+}
+
+// appendMetrics adds one JSON line to metrics.jsonl.
+func (t *LoRATrainer) appendMetrics(rec map[string]any) error {
+	f, err := os.OpenFile(filepath.Join(t.Cfg.Out, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer f.Close()
+	line, _ := json.Marshal(rec)
+	_, err = f.Write(append(line, '\n'))
+	return err
+}
+
+// trimMetrics drops lines written after the checkpoint being resumed (a killed run may
+// have logged steps it never saved), so the curve has each step exactly once.
+func (t *LoRATrainer) trimMetrics() error {
+	path := filepath.Join(t.Cfg.Out, "metrics.jsonl")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var kept []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var rec struct {
+			Type  string `json:"type"`
+			Step  int    `json:"step"`
+			Epoch int    `json:"epoch"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue // a line cut by the kill
+		}
+		if rec.Step > t.State.Step || (rec.Type == "eval" && rec.Epoch >= t.State.Epoch) {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	return fsutil.WriteAtomic(path, 0o644, func(w io.Writer) error {
+		for _, l := range kept {
+			if _, err := io.WriteString(w, l+"\n"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
