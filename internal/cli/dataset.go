@@ -281,6 +281,7 @@ type datasetSplitOptions struct {
 	Names    []string
 	Seed     uint64
 	PerSplit bool
+	Only     string
 }
 
 func newDatasetSplitCmd(app *App) *cobra.Command {
@@ -292,9 +293,11 @@ func newDatasetSplitCmd(app *App) *cobra.Command {
 split). The assignment is deterministic for a seed, stratified by grade (each grade is split
 in the given ratios) and grouped by source_id: all records of one source (e.g. the three
 augmented versions of an ACNE04 photo) land in the same split. Records without source_id
-are their own group. Image paths are rewritten relative to DIR.`,
+are their own group. Image paths are rewritten relative to DIR. --only SPLIT re-splits just
+that split's records (e.g. ACNE04's train into train/dev, keeping its valid split as is).`,
 		Example: `  acdtcm dataset split data/acne04 --ratios 0.8,0.1,0.1 --seed 42 --out data/acne04-split
-  acdtcm dataset split data/acne04/manifest.jsonl --ratios 0.9,0.1 --names train,valid --per-split --out data/cv`,
+  acdtcm dataset split data/acne04/manifest.jsonl --ratios 0.9,0.1 --names train,valid --per-split --out data/cv
+  acdtcm dataset split data/acne04 --only train --ratios 0.85,0.15 --names train,dev --out data/acne04-dev`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Manifest = args[0]
@@ -307,6 +310,7 @@ are their own group. Image paths are rewritten relative to DIR.`,
 	f.StringSliceVar(&opts.Names, "names", nil, "split names (default train,valid[,test])")
 	f.Uint64Var(&opts.Seed, "seed", 42, "random seed")
 	f.BoolVar(&opts.PerSplit, "per-split", false, "also write DIR/<split>.jsonl for each split")
+	f.StringVar(&opts.Only, "only", "", "re-split only the records of this split, keeping the others")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
 }
@@ -324,7 +328,7 @@ func runDatasetSplit(_ context.Context, app *App, opts *datasetSplitOptions) err
 	if err != nil {
 		return err
 	}
-	recs, err := dataset.Split(m.Records, dataset.SplitOptions{Names: names, Ratios: opts.Ratios, Seed: opts.Seed})
+	recs, err := dataset.Split(m.Records, dataset.SplitOptions{Names: names, Ratios: opts.Ratios, Seed: opts.Seed, Only: opts.Only})
 	if err != nil {
 		return fmt.Errorf("split %s: %w", m.Path, err)
 	}
@@ -340,7 +344,14 @@ func runDatasetSplit(_ context.Context, app *App, opts *datasetSplitOptions) err
 		return err
 	}
 	if opts.PerSplit {
-		for _, name := range names {
+		all, _ := dataset.SummaryCounts(recs)
+		for name := range all {
+			if name == "" {
+				continue
+			}
+			if strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+				return fmt.Errorf("--per-split: split name %q cannot be a file name", name)
+			}
 			var part []dataset.Record
 			for _, r := range recs {
 				if r.Split == name {

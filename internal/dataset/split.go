@@ -14,6 +14,7 @@ type SplitOptions struct {
 	Names  []string  // split names, e.g. train, valid, test
 	Ratios []float64 // one per name, non-negative, summing to 1
 	Seed   uint64
+	Only   string // when set, re-split only the records of this split; others keep theirs
 }
 
 // DefaultSplitNames returns the conventional names for n splits (2: train, valid;
@@ -68,14 +69,35 @@ type group struct {
 // and the grade, then each is given to the split furthest below its target share of that
 // grade's records. The result depends only on the records' image IDs, sources, grades and
 // the seed, not on their order. A group whose records disagree on the grade is stratified
-// by its most common grade (ties to the lowest key). It returns a copy of records with Split
-// set.
+// by its most common grade (ties to the lowest key). With opts.Only, only that split's
+// records are re-split. It returns a copy of records with Split set.
 func Split(records []Record, opts SplitOptions) ([]Record, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
+	if opts.Only != "" {
+		found := false
+		for i := range records {
+			s := records[i].Split
+			found = found || s == opts.Only
+			if s == opts.Only {
+				continue
+			}
+			for _, n := range opts.Names {
+				if n == s {
+					return nil, fmt.Errorf("new split %q would merge with the existing split %q that is not being re-split; choose other names", n, s)
+				}
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no record has split %q", opts.Only)
+		}
+	}
 	groups := map[string]*group{}
 	for i := range records {
+		if opts.Only != "" && records[i].Split != opts.Only {
+			continue
+		}
 		key := "source:" + records[i].SourceID
 		if records[i].SourceID == "" {
 			key = "image:" + records[i].ImageID + "\x00" + records[i].Image

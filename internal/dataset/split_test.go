@@ -167,3 +167,39 @@ func TestRebaseImages(t *testing.T) {
 		t.Error("RebaseImages modified its input")
 	}
 }
+
+func TestSplitOnly(t *testing.T) {
+	recs := syntheticRecords()
+	for i := range recs {
+		recs[i].Split = "train"
+		if i%7 == 0 && recs[i].SourceID == "" {
+			recs[i].Split = "test"
+		}
+	}
+	out, err := Split(recs, SplitOptions{Names: []string{"train", "valid"}, Ratios: []float64{0.9, 0.1}, Seed: 1, Only: "train"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for i := range out {
+		if recs[i].Split == "test" && out[i].Split != "test" {
+			t.Fatalf("%s moved out of test", out[i].ImageID)
+		}
+		n[out[i].Split]++
+	}
+	if n["valid"] == 0 || n["test"] == 0 || n["train"] < 8*n["valid"] {
+		t.Errorf("counts %v", n)
+	}
+	tests := []struct {
+		opts SplitOptions
+		want string
+	}{
+		{SplitOptions{Names: []string{"train", "test"}, Ratios: []float64{0.9, 0.1}, Only: "train"}, `would merge with the existing split "test"`},
+		{SplitOptions{Names: []string{"a", "b"}, Ratios: []float64{0.9, 0.1}, Only: "valid"}, `no record has split "valid"`},
+	}
+	for _, tc := range tests {
+		if _, err := Split(recs, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+	}
+}
