@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
+	"github.com/acdtcm/acdtcm/internal/qwen"
+)
+
+func init() { register(newExportCmd) }
+
+type exportOptions struct {
+	Model, Adapter, Out string
+	Merge               bool
+	ShardMB             int64
+	Backend             string
+}
+
+func newExportCmd(app *App) *cobra.Command {
+	opts := &exportOptions{}
+	cmd := &cobra.Command{
+		Use:   "export --adapter DIR --out DIR [--merge --model BASE]",
+		Short: "Export a LoRA adapter, or fold it into the base model as a full checkpoint",
+		Long: `Without --merge, copies a PEFT adapter (adapter_config.json + adapter_model.safetensors)
+after checking that it loads, so it can be used with PEFT or vLLM (--enable-lora).
+With --merge, folds the adapter into the base weights (W + s·B·A, in the base dtype) and
+writes a full Hugging Face checkpoint (config, safetensors shards with an index, tokenizer,
+processor and generation files) that transformers and vLLM load without PEFT.`,
+		Example: `  acdtcm export --adapter runs/lora/checkpoint-best --out export/adapter
+  acdtcm export --merge --model models/Qwen2.5-VL-3B-Instruct --adapter runs/lora/checkpoint-best --out export/merged`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Backend = backendSpec(app, cmd, opts.Backend)
+			return runExport(app, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Adapter, "adapter", "", "PEFT LoRA adapter directory (required)")
+	f.StringVar(&opts.Out, "out", "", "output directory (required)")
+	f.BoolVar(&opts.Merge, "merge", false, "fold the adapter into the base weights")
+	f.StringVar(&opts.Model, "model", "", "base model directory (required with --merge)")
+	f.Int64Var(&opts.ShardMB, "shard-size", 4096, "maximum shard size in MiB for merged weights")
+	addBackendFlag(cmd, &opts.Backend)
+	return cmd
+}
+
+func runExport(app *App, opts *exportOptions) error {
+	if opts.Adapter == "" || opts.Out == "" {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--adapter and --out are required")}
+	}
+	if !opts.Merge {
+		cfg, err := lora.LoadConfig(opts.Adapter)
+		if err != nil {
+			return err
+		}
+		if opts.Model != "" {
+			backend, err := mlbackend.New(opts.Backend)
+			if err != nil {
+				return err
+			}
+			m, err := qwen.Load(opts.Model, backend)
+			if err != nil {
+				return err
+			}
+			if _, _, err := m.LoadAdapter(opts.Adapter); err != nil {
+				return err
+			}
+		}
+		for _, name := range []string{lora.ConfigName, lora.WeightsName} {
+			if err := copyFileAtomic(filepath.Join(opts.Adapter, name), filepath.Join(opts.Out, name)); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g) to %s\n", cfg.R, cfg.Alpha, opts.Out)
+		return nil
+	}
+	if opts.Model == "" {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--merge needs --model (the base checkpoint)")}
+	}
+	backend, err := mlbackend.New(opts.Backend)
+	if err != nil {
+		return err
+	}
+	m, err := qwen.Load(opts.Model, backend)
+	if err != nil {
+		return err
+	}
+	_, names, err := m.LoadAdapter(opts.Adapter)
+	if err != nil {
+		return err
+	}
+	if err := qwen.ExportMerged(opts.Model, opts.Out, m.Ctx, qwen.ExportOptions{ShardBytes: opts.ShardMB << 20}); err != nil {
+		return err
+	}
+	fmt.Fprintf(app.Out, "merged %d adapted layers into %s; wrote %s\n", len(names), opts.Model, opts.Out)
+	return nil
+}
+
+func copyFileAtomic(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer in.Close()
+	return fsutil.WriteAtomic(dst, 0o644, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}
