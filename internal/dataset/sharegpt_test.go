@@ -232,3 +232,32 @@ func TestExportScaleConversion(t *testing.T) {
 		t.Errorf("split filter: %+v", samples)
 	}
 }
+
+// TestImportShareGPTCopyExternal copies an image that lies outside the source folder.
+func TestImportShareGPTCopyExternal(t *testing.T) {
+	img, err := filepath.Abs(filepath.Join("testdata", "sharegpt", "img", "s1.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "conv.json")
+	sample := `[{"messages":[{"role":"user","content":"<image>q"},{"role":"assistant","content":"Grade 2"}],"images":[` + strconvQuote(img) + `]}]`
+	if err := os.WriteFile(src, []byte(sample), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	res, err := Import(ImportOptions{Format: FormatShareGPT, Src: src, OutDir: out, Copy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != 1 || res.Records[0].Image != "images/external/img_s1.jpg" || res.Records[0].Split != "" {
+		t.Fatalf("records %+v", res.Records)
+	}
+	if _, err := os.Stat(filepath.Join(out, "images", "external", "img_s1.jpg")); err != nil {
+		t.Error(err)
+	}
+}
+
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
