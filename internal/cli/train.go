@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/acdtcm/acdtcm/internal/grader"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
@@ -26,7 +27,13 @@ type trainOptions struct {
 	Progress  bool
 	Layers    string
 	grader.TrainConfig
+	// isSet reports whether a flag was given on the command line, in the environment or in
+	// a config file (so trainer kinds can apply their own defaults to shared flags).
+	isSet func(flag string) bool
 }
+
+// trainFlagHooks let other trainer kinds add their own flags to `acdtcm train`.
+var trainFlagHooks []func(f *pflag.FlagSet)
 
 // trainers maps a model kind (the config's train.model) to its training function, so other
 // trainers (e.g. a Qwen LoRA fine-tune) plug in by adding an entry from their own init.
@@ -57,11 +64,15 @@ data order and augmentation). After training, the best weights are scored on --e
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
+			opts.isSet = func(name string) bool {
+				f := cmd.Flags().Lookup(name)
+				return f != nil && (f.Changed || app.Config.IsSet(configKey(cmd, f)))
+			}
 			return runTrain(ctx, app, opts)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Model, "model", "grader", "model kind to train: grader")
+	f.StringVar(&opts.Model, "model", "grader", "model kind to train: grader (built-in CNN) or qwen-lora (LoRA fine-tuning of Qwen2.5-VL)")
 	f.StringVar(&opts.Data, "data", "", "dataset manifest (or ACNE04 VOC export directory)")
 	f.StringVar(&opts.OutDir, "out", d.OutDir, "output directory: checkpoints, metrics.jsonl, curves.svg")
 	f.StringVar(&opts.CacheDir, "cache-dir", d.CacheDir, "resized-pixel cache directory (empty: no cache)")
@@ -97,6 +108,9 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.Float64Var(&opts.Loss.Count, "loss-count", d.Loss.Count, "weight of the log-count loss")
 	f.Float64Var(&opts.Loss.Grade, "loss-grade", d.Loss.Grade, "weight of the grade cross-entropy")
 	f.Float64Var(&opts.Loss.LabelSmoothing, "label-smoothing", d.Loss.LabelSmoothing, "grade label smoothing")
+	for _, hook := range trainFlagHooks {
+		hook(f)
+	}
 	return cmd
 }
 

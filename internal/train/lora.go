@@ -674,3 +674,6 @@ func (t *LoRATrainer) trimMetrics() error {
 		return nil
 	})
 }
+
+// Params are the trainable LoRA variables (A and B of each adapted module).
+func (t *LoRATrainer) Params() []*context.Variable { return t.params }
