@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/grader"
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
+	"github.com/acdtcm/acdtcm/internal/quant"
+	"github.com/acdtcm/acdtcm/internal/qwen"
+)
+
+func TestQuantizeCommand(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "tiny")
+	if code, _, errOut := runCLI(t, "", "model", "init", "--preset", "tiny", "--out", src); code != 0 {
+		t.Fatalf("model init: %s", errOut)
+	}
+	cases := []struct {
+		method string
+		keep   string
+		bench  bool
+	}{
+		{"nf4", "", true},
+		{"int8", "none", false},
+		{"q8_0", "embeddings,lm_head", false},
+		{"q4_0", "vision,model.layers.0.*", false},
+	}
+	for _, c := range cases {
+		t.Run(c.method, func(t *testing.T) {
+			out := filepath.Join(root, "q-"+c.method)
+			reportPath := filepath.Join(root, c.method+".json")
+			args := []string{"quantize", "--method", c.method, "--report", reportPath, "--bench-tokens", "3"}
+			if c.keep != "" {
+				args = append(args, "--keep", c.keep)
+			}
+			if !c.bench {
+				args = append(args, "--bench=false")
+			}
+			code, stdout, errOut := runCLI(t, "", append(args, src, out)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			for _, want := range []string{"weights on disk", "worst", c.method} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout)
+				}
+			}
+			var rep quantizeReport
+			data, err := os.ReadFile(reportPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Convert.BytesAfter >= rep.Convert.BytesBefore || rep.Convert.QuantizedCount == 0 {
+				t.Errorf("sizes %d -> %d, %d quantized", rep.Convert.BytesBefore, rep.Convert.BytesAfter, rep.Convert.QuantizedCount)
+			}
+			if c.bench != (rep.Quantized != nil) {
+				t.Errorf("bench=%v but report has quantized stats: %v", c.bench, rep.Quantized != nil)
+			}
+			if c.bench && (rep.Quantized.WeightBytes >= rep.Original.WeightBytes || rep.ArgmaxAgreement <= 0 || rep.Quantized.PrefillTokPerSec <= 0 || rep.Quantized.GenerateTokens != 3) {
+				t.Errorf("implausible bench: %+v %+v agreement %g", rep.Original, rep.Quantized, rep.ArgmaxAgreement)
+			}
+			qc, err := quant.ReadConfig(out)
+			if err != nil || qc == nil || string(qc.Method) != c.method {
+				t.Fatalf("quantization_config: %+v, %v", qc, err)
+			}
+			for _, f := range []string{"tokenizer.json", "preprocessor_config.json", "generation_config.json", "tokenizer_config.json"} {
+				if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+					t.Errorf("%s not copied: %v", f, err)
+				}
+			}
+			backend, _ := mlbackend.New("go")
+			m, err := qwen.Load(out, backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			quantizedEmbed := qwen.IsQuantized(m.Ctx, "model.embed_tokens.weight")
+			wantEmbed := c.keep != "" && !strings.Contains(c.keep, "embeddings")
+			if quantizedEmbed != wantEmbed {
+				t.Errorf("embeddings quantized = %v with --keep %q", quantizedEmbed, c.keep)
+			}
+			if c.method == "q4_0" && qwen.IsQuantized(m.Ctx, "model.layers.0.mlp.up_proj.weight") {
+				t.Error("the keep pattern model.layers.0.* was ignored")
+			}
+		})
+	}
+	t.Run("errors", func(t *testing.T) {
+		errCases := []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"quantize", "--method", "int4", src, filepath.Join(root, "x")}, 2, "unknown quantization method"},
+			{[]string{"quantize", "--method", "nf4", "--bench=false", filepath.Join(root, "q-int8"), filepath.Join(root, "y")}, 2, "already quantized"},
+			{[]string{"quantize", "--method", "nf4", "--bench=false", src, src}, 2, "is the input directory"},
+			{[]string{"quantize", "--method", "nf4", "--bench=false", filepath.Join(root, "missing"), filepath.Join(root, "z")}, 2, "no config.json"},
+			{[]string{"quantize", "--method", "nf4", "--keep", "none,vision", "--bench=false", src, filepath.Join(root, "w")}, 2, "cannot be combined"},
+		}
+		for _, c := range errCases {
+			code, _, errOut := runCLI(t, "", c.args...)
+			if code != c.code || !strings.Contains(errOut, c.want) {
+				t.Errorf("%v: exit %d (want %d), stderr %q (want %q)", c.args, code, c.code, errOut, c.want)
+			}
+		}
+	})
+}
+
+// randomGraderCheckpoint writes a randomly initialised small grader checkpoint.
+func randomGraderCheckpoint(t *testing.T, path string) {
+	t.Helper()
+	mc := grader.ModelConfig{InputSize: 32, Patch: 2, PatchOut: 8, Layers: []grader.Layer{{Channels: 16, Stride: 2}}, GradeHidden: 8, Sigma: 1}
+	backend, err := mlbackend.New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.New()
+	exec, err := context.NewExec(backend, ctx, func(ctx *context.Context, images *graph.Node) *graph.Node {
+		return grader.BuildModel(ctx, mc, images).Logits
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.Exec(tensors.FromShape(shapes.Make(dtypes.Float32, 1, 32, 32, 3))); err != nil {
+		t.Fatal(err)
+	}
+	if err := grader.SaveCheckpoint(path, ctx, mc, nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQuantizeGraderCommand(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "grader.ckpt")
+	randomGraderCheckpoint(t, src)
+	out, reportPath := filepath.Join(root, "g-q4_0"), filepath.Join(root, "g.json")
+	code, stdout, errOut := runCLI(t, "", "quantize", "--method", "q4_0", "--report", reportPath, src, out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(stdout, "photos/s") || !strings.Contains(stdout, "/model/conv0/weights") {
+		t.Errorf("output lacks the grader bench or tensor table:\n%s", stdout)
+	}
+	var rep quantizeReport
+	data, _ := os.ReadFile(reportPath)
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Grader == nil || rep.Grader.Quantized.PhotosPerSec <= 0 || rep.Grader.GradeAgreement <= 0 {
+		t.Fatalf("grader bench missing or empty: %+v", rep.Grader)
+	}
+	if rep.Convert.BytesAfter >= rep.Convert.BytesBefore {
+		t.Errorf("sizes %d -> %d", rep.Convert.BytesBefore, rep.Convert.BytesAfter)
+	}
+	if _, err := quant.LoadGrader(out, "go"); err != nil {
+		t.Fatal(err)
+	}
+}

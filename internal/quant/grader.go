@@ -1,0 +1,310 @@
+package quant
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/grader"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
+)
+
+// GraderModelType is config.json's model_type of a quantized built-in grader.
+const GraderModelType = "acdtcm_grader"
+
+// graderDoc is config.json of a quantized grader.
+type graderDoc struct {
+	ModelType string             `json:"model_type"`
+	Grader    grader.ModelConfig `json:"grader"`
+	Metrics   map[string]float64 `json:"metrics,omitempty"`
+	Quant     *Config            `json:"quantization_config"`
+}
+
+// graderLayoutKey marks, in the weights' __metadata__, that quantized grader weights are
+// stored transposed: GoMLX keeps the output channel last ([in, out], [kh, kw, cin, cout]),
+// so they are quantized as [out, rest] to make int8's scales per output channel.
+const graderLayoutKey = "acdtcm_layout"
+
+const graderLayout = "output_channel_first"
+
+// graderShapesKey is the __metadata__ key holding, as JSON, the variable shape of every
+// quantized grader weight.
+const graderShapesKey = "acdtcm_shapes"
+
+// IsGraderDir tells whether dir holds a quantized grader (config.json with model_type
+// acdtcm_grader).
+func IsGraderDir(dir string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return false
+	}
+	var doc struct {
+		ModelType string `json:"model_type"`
+	}
+	return json.Unmarshal(data, &doc) == nil && doc.ModelType == GraderModelType
+}
+
+// outFirst transposes row-major values of dims [..., out] to [out, rest].
+func outFirst(v []float32, dims []int) []float32 {
+	out := dims[len(dims)-1]
+	rest := len(v) / out
+	t := make([]float32, len(v))
+	for r := 0; r < rest; r++ {
+		for o := 0; o < out; o++ {
+			t[o*rest+r] = v[r*out+o]
+		}
+	}
+	return t
+}
+
+// outLast reverses outFirst.
+func outLast(t []float32, dims []int) []float32 {
+	out := dims[len(dims)-1]
+	rest := len(t) / out
+	v := make([]float32, len(t))
+	for r := 0; r < rest; r++ {
+		for o := 0; o < out; o++ {
+			v[r*out+o] = t[o*rest+r]
+		}
+	}
+	return v
+}
+
+// graderKeep decides what stays float32 in the grader: rank-1 tensors, and with lm_head
+// the two output heads (density and grade_out); name prefixes and patterns as for Qwen.
+func graderKeep(rule KeepRule, name string, rank int) bool {
+	if rank < 2 {
+		return true
+	}
+	for _, k := range rule.entries {
+		if k == KeepLMHead && (strings.Contains(name, "/density/") || strings.Contains(name, "/grade_out/")) {
+			return true
+		}
+	}
+	return rule.Keep(name, rank)
+}
+
+// ConvertGrader quantizes the model weights of a grader checkpoint (file, or the built-in
+// weights when ckptPath is empty) into the directory out: model.safetensors (variable
+// names as tensor names) and config.json with the grader's configuration, its metrics and
+// quantization_config.
+func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, error) {
+	var ck *grader.Checkpoint
+	var err error
+	var before int64
+	if ckptPath == "" {
+		return nil, fmt.Errorf("quantize the built-in grader from its checkpoint file (internal/grader/weights/grader.ckpt)")
+	}
+	if ck, err = grader.ReadCheckpoint(ckptPath); err != nil {
+		return nil, err
+	}
+	keep := o.Keep
+	if keep == nil {
+		keep = []string{KeepLMHead}
+	}
+	rule, err := NewKeepRule(keep)
+	if err != nil {
+		return nil, err
+	}
+	cfg := NewConfig(o.Method, rule.Entries(), o.Options)
+	rep := &ConvertReport{Method: o.Method, Keep: rule.Entries(), WeightsFileName: WeightsFile}
+	var outT []safetensors.Tensor
+	var sumSig, sumNoise, sumRel float64
+	shapes := map[string][]int{}
+	for _, e := range ck.Header.Tensors {
+		if !strings.HasPrefix(e.Name, "/model/") {
+			continue // optimizer state and training counters are not needed for inference
+		}
+		t, err := ck.Tensor(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		if t.DType() != dtypes.Float32 {
+			return nil, fmt.Errorf("grader checkpoint %s: tensor %s is %s, want float32", ckptPath, e.Name, t.DType())
+		}
+		vals, err := tensors.CopyFlatData[float32](t)
+		if err != nil {
+			return nil, err
+		}
+		dims := t.Shape().Dimensions
+		tr := TensorReport{Name: e.Name, Shape: dims, BytesBefore: int64(4 * len(vals))}
+		before += tr.BytesBefore
+		if graderKeep(rule, e.Name, len(dims)) {
+			outT = append(outT, safetensors.F32Tensor(e.Name, dims, vals))
+			tr.Stored, tr.BytesAfter = "kept (F32)", tr.BytesBefore
+			rep.KeptCount++
+			if len(dims) >= 2 {
+				cfg.ModulesNotConverted = append(cfg.ModulesNotConverted, e.Name)
+			}
+			rep.Tensors = append(rep.Tensors, tr)
+			continue
+		}
+		tv := outFirst(vals, dims)
+		tshape := []int{dims[len(dims)-1], len(vals) / dims[len(dims)-1]}
+		q, err := Quantize(o.Method, tv, tshape, o.Options)
+		if err != nil {
+			return nil, fmt.Errorf("grader tensor %s: %w", e.Name, err)
+		}
+		approx := q.Dequantize()
+		m := Measure(tv, approx)
+		for i, x := range tv {
+			d := float64(x) - float64(approx[i])
+			sumSig += float64(x) * float64(x)
+			sumNoise += d * d
+		}
+		tr.Stored, tr.BytesAfter, tr.RelRMS, tr.MaxAbsError = string(o.Method), q.StoredBytes(), ptr(m.RelRMS), ptr(m.MaxAbs)
+		if !math.IsInf(m.SNRdB, 0) {
+			tr.SNRdB = ptr(m.SNRdB)
+		}
+		sumRel += m.RelRMS
+		if m.RelRMS >= rep.WorstRelRMS {
+			rep.WorstRelRMS, rep.WorstTensor = m.RelRMS, e.Name
+		}
+		rep.QuantizedCount++
+		shapes[e.Name] = dims
+		outT = append(outT, q.Encode(e.Name)...)
+		rep.Tensors = append(rep.Tensors, tr)
+	}
+	if rep.QuantizedCount == 0 {
+		return nil, fmt.Errorf("grader checkpoint %s: no tensor to quantize with keep list %v", ckptPath, rule.Entries())
+	}
+	rep.BytesBefore = before // float32 model weights (the checkpoint file also holds optimizer state)
+	rep.MeanRelRMS = sumRel / float64(rep.QuantizedCount)
+	if sumSig > 0 && sumNoise > 0 {
+		rep.OverallRelRMS, rep.OverallSNRdB = math.Sqrt(sumNoise/sumSig), 10*math.Log10(sumSig/sumNoise)
+	}
+	cfg.Quantized = rep.QuantizedCount
+	sort.Strings(cfg.ModulesNotConverted)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", out, err)
+	}
+	weights := filepath.Join(out, WeightsFile)
+	shapesJSON, _ := json.Marshal(shapes)
+	md := map[string]string{MetadataKey: cfg.MetadataValue(), graderLayoutKey: graderLayout, graderShapesKey: string(shapesJSON)}
+	if err := safetensors.WriteFile(weights, outT, md); err != nil {
+		return nil, fmt.Errorf("write %s: %w", weights, err)
+	}
+	if st, err := os.Stat(weights); err == nil {
+		rep.BytesAfter = st.Size()
+	}
+	doc, err := json.MarshalIndent(graderDoc{ModelType: GraderModelType, Grader: ck.Header.Model, Metrics: ck.Header.Metrics, Quant: cfg}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode config.json: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(out, "config.json"), append(doc, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// DequantizeGrader reads a quantized grader directory and writes a float32 grader
+// checkpoint (the format grader.Load reads) to ckptPath; it returns the model
+// configuration.
+func DequantizeGrader(dir, ckptPath string) (grader.ModelConfig, error) {
+	p := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return grader.ModelConfig{}, fmt.Errorf("read grader config: %w", err)
+	}
+	var doc graderDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return grader.ModelConfig{}, fmt.Errorf("%s: %w", p, err)
+	}
+	if doc.ModelType != GraderModelType || doc.Quant == nil {
+		return doc.Grader, fmt.Errorf("%s: not a quantized acdtcm grader (model_type %q)", p, doc.ModelType)
+	}
+	if err := doc.Quant.Validate(); err != nil {
+		return doc.Grader, fmt.Errorf("%s: %s: %w", p, ConfigKey, err)
+	}
+	if err := doc.Grader.Validate(); err != nil {
+		return doc.Grader, fmt.Errorf("%s: %w", p, err)
+	}
+	wpath := filepath.Join(dir, WeightsFile)
+	f, err := safetensors.Open(wpath)
+	if err != nil {
+		return doc.Grader, err
+	}
+	defer f.Close()
+	if err := doc.Quant.CheckMetadata(wpath, f.Metadata); err != nil {
+		return doc.Grader, err
+	}
+	if f.Metadata[graderLayoutKey] != graderLayout {
+		return doc.Grader, fmt.Errorf("%s: missing %s=%s metadata: not a quantized grader", wpath, graderLayoutKey, graderLayout)
+	}
+	var shapes map[string][]int
+	if err := json.Unmarshal([]byte(f.Metadata[graderShapesKey]), &shapes); err != nil {
+		return doc.Grader, fmt.Errorf("%s: bad %s metadata: %w", wpath, graderShapesKey, err)
+	}
+	lookup := func(name string) (safetensors.TensorInfo, []byte, bool) {
+		raw, info, err := f.Bytes(name)
+		return info, raw, err == nil
+	}
+	ctx := context.New()
+	isCompanion := func(n string) bool {
+		for _, s := range Companions {
+			if strings.HasSuffix(n, s) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range f.Names() {
+		if isCompanion(name) {
+			continue
+		}
+		info, _ := f.Info(name)
+		var vals []float32
+		dims := info.Shape
+		if info.DType == safetensors.F32 {
+			if vals, _, err = f.Float32(name); err != nil {
+				return doc.Grader, err
+			}
+		} else {
+			// A quantized tensor: its variable shape (output channel last) is in the metadata.
+			shape, ok := shapes[name]
+			if !ok || len(shape) < 2 || numElements(shape) <= 0 {
+				return doc.Grader, fmt.Errorf("%s: no valid shape for quantized tensor %s in the %s metadata", wpath, name, graderShapesKey)
+			}
+			dims = shape
+			tshape := []int{dims[len(dims)-1], numElements(dims) / dims[len(dims)-1]}
+			q, err := Decode(doc.Quant.Method, name, tshape, doc.Quant.DoubleQuant, lookup)
+			if err != nil {
+				return doc.Grader, fmt.Errorf("%s: %w", wpath, err)
+			}
+			vals = outLast(q.Dequantize(), dims)
+		}
+		i := strings.LastIndex(name, "/")
+		if i <= 0 {
+			return doc.Grader, fmt.Errorf("%s: tensor %q is not a scoped variable name", wpath, name)
+		}
+		ctx.InAbsPath(name[:i]).VariableWithValue(name[i+1:], tensors.FromFlatDataAndDimensions(vals, dims...))
+	}
+	if err := grader.SaveCheckpoint(ckptPath, ctx, doc.Grader, nil, doc.Metrics, true); err != nil {
+		return doc.Grader, err
+	}
+	return doc.Grader, nil
+}
+
+// LoadGrader loads a quantized grader directory for inference on backendSpec (weights are
+// dequantized to float32 when loading; the grader's graph reads float32 variables).
+func LoadGrader(dir, backendSpec string) (*grader.Model, error) {
+	tmp, err := os.MkdirTemp("", "acdtcm-grader-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	ckpt := filepath.Join(tmp, "grader.ckpt")
+	if _, err := DequantizeGrader(dir, ckpt); err != nil {
+		return nil, err
+	}
+	return grader.LoadWithBackend(ckpt, backendSpec)
+}
