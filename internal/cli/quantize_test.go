@@ -2,6 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,10 +17,12 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/grader"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/quant"
 	"github.com/acdtcm/acdtcm/internal/qwen"
+	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
 func TestQuantizeCommand(t *testing.T) {
@@ -165,5 +171,52 @@ func TestQuantizeGraderCommand(t *testing.T) {
 	}
 	if _, err := quant.LoadGrader(out, "go"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTrainLoRAOnQuantizedBase: `acdtcm train --model qwen-lora` accepts an nf4 base (QLoRA):
+// the base loads packed and dequantizes in the graph, the adapters train in float32.
+func TestTrainLoRAOnQuantizedBase(t *testing.T) {
+	dir := t.TempDir()
+	model, qmodel := filepath.Join(dir, "tiny"), filepath.Join(dir, "tiny-nf4")
+	if code, _, errOut := runCLI(t, "", "model", "init", "--preset", "tiny", "--out", model); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, _, errOut := runCLI(t, "", "quantize", "--method", "nf4", "--bench=false", model, qmodel); code != 0 {
+		t.Fatal(errOut)
+	}
+	var recs []dataset.Record
+	for i := 0; i < 4; i++ {
+		img := image.NewRGBA(image.Rect(0, 0, 56, 56))
+		for p := 0; p < 56*56; p++ {
+			img.Set(p%56, p/56, color.RGBA{uint8(50 * i), uint8(p), 90, 255})
+		}
+		name := fmt.Sprintf("q%d.png", i)
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		png.Encode(f, img)
+		f.Close()
+		split := "train"
+		if i == 3 {
+			split = "valid"
+		}
+		recs = append(recs, dataset.Record{ImageID: name, Image: name, Split: split,
+			Diagnosis: dataset.Diagnosis{Severity: &severity.Grade{Value: i % 4, Scale: severity.Hayashi}}})
+	}
+	manifest := filepath.Join(dir, "manifest.jsonl")
+	if err := dataset.WriteManifest(manifest, recs); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	code, stdout, errOut := runCLI(t, "", "train", "--config", filepath.Join("..", "..", "configs", "train-qwen-lora.yaml"),
+		"--base-model", qmodel, "--data", manifest, "--out", out, "--epochs", "1", "--batch-size", "2", "--grad-accum", "1",
+		"--lora-r", "2", "--warmup-steps", "1", "--progress=false")
+	if code != 0 {
+		t.Fatalf("QLoRA training on the nf4 base: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoint-best", "adapter_model.safetensors")); err != nil {
+		t.Errorf("no adapter written: %v", err)
 	}
 }
