@@ -281,3 +281,15 @@ func newMultipartTo(w io.Writer) *multipart.Writer {
 	mw.SetBoundary(testBoundary)
 	return mw
 }
+
+// diagnoseReqTo is diagnoseReq against another base URL.
+func (h *harness) diagnoseReqTo(base string, img []byte) *http.Request {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	fw, _ := mw.CreateFormFile("image", "photo.jpg")
+	fw.Write(img)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/diagnose", &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return req
+}
