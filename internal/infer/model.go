@@ -6,6 +6,7 @@ package infer
 
 import (
 	"context"
+	"fmt"
 	"image"
 
 	"github.com/acdtcm/acdtcm/internal/severity"
@@ -47,4 +48,42 @@ type Model interface {
 	Preprocess(img image.Image) (Input, error)
 	// Predict runs the model on a batch of inputs, returning one prediction per input.
 	Predict(ctx context.Context, batch []Input) ([]Prediction, error)
+}
+
+// ItemPredictor is an optional extension of Model for models whose photos succeed or fail
+// one by one (a remote inference server answers each photo in its own request): errs[i],
+// when not nil, fails photo i only and preds[i] is then ignored. Both slices have one entry
+// per input. Run uses it when a model implements it, so one failed photo does not fail its
+// whole batch.
+type ItemPredictor interface {
+	PredictItems(ctx context.Context, batch []Input) (preds []Prediction, errs []error)
+}
+
+// PredictItems runs m on batch and returns one prediction and one error per input: through
+// ItemPredictor when m implements it, else through Predict, whose error (or a wrong number
+// of predictions) then fails every input of the batch.
+func PredictItems(ctx context.Context, m Model, batch []Input) ([]Prediction, []error) {
+	if ip, ok := m.(ItemPredictor); ok {
+		preds, errs := ip.PredictItems(ctx, batch)
+		if len(preds) == len(batch) && len(errs) == len(batch) {
+			return preds, errs
+		}
+		return failAll(batch, fmt.Errorf("model returned %d predictions and %d errors for %d photos", len(preds), len(errs), len(batch)))
+	}
+	preds, err := m.Predict(ctx, batch)
+	if err == nil && len(preds) != len(batch) {
+		err = fmt.Errorf("model returned %d predictions for %d photos", len(preds), len(batch))
+	}
+	if err != nil {
+		return failAll(batch, err)
+	}
+	return preds, make([]error, len(batch))
+}
+
+func failAll(batch []Input, err error) ([]Prediction, []error) {
+	errs := make([]error, len(batch))
+	for i := range errs {
+		errs[i] = err
+	}
+	return make([]Prediction, len(batch)), errs
 }

@@ -47,7 +47,8 @@ type prepared struct {
 
 // Run diagnoses every item from items with model and passes each result to emit in input
 // order. A photo that cannot be read or preprocessed yields a result with Error set; a
-// failing model call marks its whole batch failed and the run goes on. Run stops early only
+// failing model call marks its whole batch failed (a model implementing ItemPredictor fails
+// only the photos it names) and the run goes on. Run stops early only
 // when ctx is done or emit returns an error.
 func Run(ctx context.Context, model Model, items <-chan Item, opts Options, emit func(*result.DiagnosisResult) error) (Summary, error) {
 	if opts.BatchSize <= 0 {
@@ -170,15 +171,12 @@ func predictBatch(ctx context.Context, model Model, info ModelInfo, batch []prep
 		}
 	}
 	var preds []Prediction
-	var modelErr error
+	var predErrs []error
 	var modelMS float64
 	if len(inputs) > 0 {
 		t0 := time.Now()
-		preds, modelErr = model.Predict(ctx, inputs)
+		preds, predErrs = PredictItems(ctx, model, inputs)
 		modelMS = ms(time.Since(t0)) / float64(len(inputs))
-		if modelErr == nil && len(preds) != len(inputs) {
-			modelErr = fmt.Errorf("model returned %d predictions for %d photos", len(preds), len(inputs))
-		}
 	}
 	results := make([]*result.DiagnosisResult, len(batch))
 	k := 0
@@ -194,8 +192,8 @@ func predictBatch(ctx context.Context, model Model, info ModelInfo, batch []prep
 		case p.err != nil:
 			res.Error = p.err.Error()
 			continue
-		case modelErr != nil:
-			res.Error = fmt.Sprintf("model on %s: %v", p.item.Path, modelErr)
+		case predErrs[k] != nil:
+			res.Error = fmt.Sprintf("model on %s: %v", p.item.Path, predErrs[k])
 			k++
 			continue
 		}
