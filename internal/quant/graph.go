@@ -16,9 +16,10 @@ type GraphInputs struct {
 	Data, Scale, ScaleCode, ScaleAbsmax, ScaleOffset *Node
 }
 
-// DequantizeGraph rebuilds the float weight of the given shape inside the graph. 4-bit
-// values are split with integer division and remainder by 16 (simplego has no bit shifts);
-// NF4 codes are looked up with Gather.
+// DequantizeGraph rebuilds the float weight of the given shape inside the graph (simplego
+// has no int4 dtype and no bit shifts): q4_0 nibbles come from integer division and
+// remainder by 16; NF4 bytes index a 256-row table of their two code book values, so one
+// Gather unpacks and looks up both.
 func DequantizeGraph(m Method, shape []int, in GraphInputs) *Node {
 	g := in.Data.Graph()
 	n := numElements(shape)
@@ -41,18 +42,20 @@ func DequantizeGraph(m Method, shape []int, in GraphInputs) *Node {
 		x := ConvertDType(Reshape(in.Data, nb, 32), dt)
 		flat = Reshape(Mul(x, Reshape(in.Scale, nb, 1)), nb*32)
 	case Q4_0:
+		// Nibbles by integer division and remainder (no bit shifts in simplego; measured
+		// faster here than a Gather from a byte table). GGML order: the low nibbles of a
+		// block's 16 bytes are its values 0..15, the high nibbles 16..31.
 		nb := in.Scale.Shape().Size()
 		b := ConvertDType(Reshape(in.Data, nb, 16), dtypes.Int32)
 		lo, hi := ModScalar(b, 16), DivScalar(b, 16)
-		q := ConvertDType(Concatenate([]*Node{lo, hi}, 1), dt) // GGML order: low nibbles are values 0..15
+		q := ConvertDType(Concatenate([]*Node{lo, hi}, 1), dt)
 		flat = Reshape(Mul(AddScalar(q, -8), Reshape(in.Scale, nb, 1)), nb*32)
 	case NF4:
+		// Each byte indexes a 256-row table of its two code book values (high nibble first).
 		nbytes := in.Data.Shape().Size()
 		nb := nbytes * 2 / 64
-		b := ConvertDType(Reshape(in.Data, nbytes, 1), dtypes.Int32)
-		idx := Reshape(Concatenate([]*Node{DivScalar(b, 16), ModScalar(b, 16)}, 1), nbytes*2, 1) // high nibble first
-		code := ConvertDType(Const(g, NF4Code[:]), dt)
-		vals := Reshape(Gather(code, idx), nb, 64)
+		idx := ConvertDType(Reshape(in.Data, nbytes, 1), dtypes.Int32)
+		vals := Reshape(Gather(ConvertDType(Const(g, nf4PairTable()), dt), idx), nb, 64)
 		scales := in.Scale
 		if in.ScaleCode != nil {
 			scales = dequantizeScalesGraph(in, nb)
@@ -113,4 +116,13 @@ func (t *Tensor) GraphTensors() map[string]*tensors.Tensor {
 func InputsFromParts(parts map[string]*Node) GraphInputs {
 	return GraphInputs{Data: parts[PartData], Scale: parts[PartScale], ScaleCode: parts[PartScaleCode],
 		ScaleAbsmax: parts[PartScaleAbsmax], ScaleOffset: parts[PartScaleOffset]}
+}
+
+// nf4PairTable maps a packed byte to its two NF4 values (high nibble first).
+func nf4PairTable() [][]float32 {
+	t := make([][]float32, 256)
+	for b := range t {
+		t[b] = []float32{NF4Code[b>>4], NF4Code[b&0x0f]}
+	}
+	return t
 }
