@@ -402,3 +402,18 @@ func nearest(codes []float32, v float32) uint8 {
 	}
 	return uint8(lo)
 }
+
+// LayoutBytes is the size of a quantized tensor of the given shape without quantizing it:
+// on disk (q8_0/q4_0 scales as float16) and in memory as loaded (every scale float32).
+func LayoutBytes(m Method, shape []int, opts Options) (disk, memory int64) {
+	data := int64(dataBytes(m, shape))
+	nb := int64(numBlocks(m, shape))
+	switch {
+	case m == NF4 && !opts.NoDoubleQuant:
+		s := nb + 4*((nb+DoubleQuantBlockSize-1)/DoubleQuantBlockSize) + 4
+		return data + s, data + s
+	case m == Q8_0 || m == Q4_0:
+		return data + 2*nb, data + 4*nb
+	}
+	return data + 4*nb, data + 4*nb
+}

@@ -196,6 +196,9 @@ func TestRoundTripBounds(t *testing.T) {
 					t.Fatalf("value %d: |%g - %g| = %g exceeds bound %g", i, x[i], y[i], d, bound)
 				}
 			}
+			if disk, _ := LayoutBytes(c.m, c.shape, c.opts); disk != q.StoredBytes() {
+				t.Errorf("LayoutBytes %d, stored %d", disk, q.StoredBytes())
+			}
 			e := Measure(x, y)
 			t.Logf("%s shape %v: rel RMS %.4f, SNR %.1f dB, max abs %.2g, %.2f bits/weight", name, c.shape, e.RelRMS, e.SNRdB, e.MaxAbs, 8*float64(q.StoredBytes())/float64(n))
 			if e.RelRMS > c.maxRelRMS {

@@ -222,3 +222,46 @@ func TestQuantizedFileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantizedLayout3B computes (does not measure) the weights of a Qwen2.5-VL-3B-shaped
+// checkpoint as acdtcm holds them in memory for each method, with the default keep list
+// (embeddings, norms, lm_head, vision tower in float32) and with only rank-1 tensors kept,
+// from the real 3B config.json. The numbers are logged for BENCHMARKS.md; the test checks
+// NF4's quantized tensors cost QLoRA's 4.127 bits per weight.
+func TestQuantizedLayout3B(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("testdata", "configs", "original-3b.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, vision := cfg.NumParameters()
+	t.Logf("3B: %d parameters (text %d, vision %d); bf16 on disk %.2f GiB, float32 in memory %.2f GiB",
+		text+vision, text, vision, float64(2*(text+vision))/(1<<30), float64(4*(text+vision))/(1<<30))
+	for _, keep := range [][]string{quant.DefaultKeep, {"none"}} {
+		rule, err := quant.NewKeepRule(keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range quant.Methods {
+			var mem, qElems, qMem int64
+			for _, s := range cfg.ExpectedTensors() {
+				n := int64(1)
+				for _, d := range s.Shape {
+					n *= int64(d)
+				}
+				if rule.Keep(s.Name, len(s.Shape)) {
+					mem += 4 * n // loaded as float32
+					continue
+				}
+				_, b := quant.LayoutBytes(m, s.Shape, quant.Options{})
+				mem += b
+				qElems += n
+				qMem += b
+			}
+			bits := 8 * float64(qMem) / float64(qElems)
+			t.Logf("keep %-32s %-5s: in memory %.2f GiB (quantized tensors %.3f bits/weight)", strings.Join(keep, ","), m, float64(mem)/(1<<30), bits)
+			if m == quant.NF4 && math.Abs(bits-4.127) > 0.002 {
+				t.Errorf("nf4 costs %.4f bits per weight, QLoRA's layout 4.127", bits)
+			}
+		}
+	}
+}
