@@ -32,8 +32,7 @@
     clinical4: [["normal", "正常"], ["mild", "轻度"], ["moderate", "中度"], ["severe", "重度"]],
     cn2019: [["grade I", "Ⅰ级"], ["grade II", "Ⅱ级"], ["grade III", "Ⅲ级"], ["grade IV", "Ⅳ级"]],
   };
-  let lang = localStorage.getItem("acdtcm.lang") || (navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
-  if (localStorage.getItem("acdtcm.lang")) lang = localStorage.getItem("acdtcm.lang");
+  let lang = localStorage.getItem("acdtcm.lang") || ((navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
   let last = null, file = null, offset = 0;
   const LIMIT = 10;
   const $ = (id) => document.getElementById(id);
@@ -55,6 +54,7 @@
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     document.querySelectorAll("[data-i18n]").forEach((e) => { e.textContent = t(e.dataset.i18n); });
     $("lang").textContent = t("lang");
+    document.querySelectorAll("#h-severity option[data-grade]").forEach((o, i) => { o.textContent = gradeName("hayashi", i); });
     if (last) render(last);
     if (!$("view-history").hidden) loadHistory();
   }
@@ -110,7 +110,9 @@
       if (c.lifestyle) row("lifestyle", c.lifestyle.map(pick).join("；"));
       a.append(box);
     }
-    const disc = lang === "zh" ? (r.disclaimer_zh || r.disclaimer) : r.disclaimer;
+    // The knowledge base joins the English and Chinese disclaimers with a newline.
+    const parts = (r.disclaimer || "").split("\n");
+    const disc = lang === "zh" ? (r.disclaimer_zh || parts[1] || parts[0]) : parts[0];
     a.append(el("p", { class: "disclaimer", id: "disclaimer" }, disc || ""));
   }
   async function submit(ev) {
@@ -185,7 +187,7 @@
     $("h-severity").addEventListener("change", () => { offset = 0; loadHistory(); });
     $("h-prev").addEventListener("click", () => { offset = Math.max(0, offset - LIMIT); loadHistory(); });
     $("h-next").addEventListener("click", () => { offset += LIMIT; loadHistory(); });
-    ["mild", "moderate", "severe", "very severe"].forEach((s) => $("h-severity").append(el("option", { value: s }, s)));
+    GRADES.hayashi.forEach((g) => $("h-severity").append(el("option", { value: g[0], "data-grade": g[0] }, g[0])));
     $("apikey").value = sessionStorage.getItem("acdtcm.key") || "";
     $("apikey").addEventListener("change", () => sessionStorage.setItem("acdtcm.key", $("apikey").value));
     applyLang();
