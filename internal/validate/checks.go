@@ -11,8 +11,8 @@ import (
 	"github.com/acdtcm/acdtcm/internal/dataset"
 )
 
-// Splits accepted in the split field; "val" is an alias of "valid".
-var knownSplits = map[string]string{"train": "train", "valid": "valid", "val": "valid", "test": "test"}
+// Splits accepted in the split field; "val" is an alias of "valid", "dev" is a holdout carved from train.
+var knownSplits = map[string]string{"train": "train", "dev": "dev", "valid": "valid", "val": "valid", "test": "test"}
 
 // normSplit maps a split to its canonical name ("(none)" when empty, unchanged when unknown).
 func normSplit(s string) string {
@@ -76,7 +76,7 @@ func (v *validator) checkRecords() {
 		if r.Split == "" {
 			v.add(SevInfo, CheckLabel, e.line, e, "record has no split")
 		} else if _, ok := knownSplits[r.Split]; !ok {
-			v.add(SevError, CheckLabel, e.line, e, "unknown split %q (want train, valid, val or test)", r.Split)
+			v.add(SevError, CheckLabel, e.line, e, "unknown split %q (want train, dev, valid, val or test)", r.Split)
 		}
 	}
 }

@@ -31,7 +31,7 @@ var fixtureLines = []string{
 	`{"image_id":"truncated","image":"images/truncated.jpg","split":"train","source_id":"s6"}`,
 	`{"image_id":"text","image":"images/text.jpg","split":"train","source_id":"s7"}`,
 	`{"image_id":"bomb","image":"images/bomb.png","split":"train","source_id":"s8"}`,
-	`{"image_id":"labels","image":"images/e.png","patient_info":{"age":150,"gender":"x"},"diagnosis":{"severity":{"value":7,"scale":"hayashi"},"lesions":[{"type":"wart"}]},"split":"dev","source_id":"s9"}`,
+	`{"image_id":"labels","image":"images/e.png","patient_info":{"age":150,"gender":"x"},"diagnosis":{"severity":{"value":7,"scale":"hayashi"},"lesions":[{"type":"wart"}]},"split":"holdout","source_id":"s9"}`,
 	`{"image_id":"boxes","image":"images/f.png","width":64,"height":64,"diagnosis":{"lesion_count":2,"lesions":[{"type":"pustule","box":{"x0":60,"y0":10,"x1":70,"y1":20}},{"type":"nodule","box":{"x0":20,"y0":30,"x1":10,"y1":40}}]},"split":"train","source_id":"s10"}`,
 	`{"image_id":"count","image":"images/g.png","width":64,"height":64,"diagnosis":{"lesion_count":3,"lesions":[{"type":"papule","box":{"x0":1,"y0":1,"x1":5,"y1":5}}]},"split":"train","source_id":"s11"}`,
 	`{"image_id":"size","image":"images/h.png","width":640,"height":480,"split":"train","source_id":"s12"}`,

@@ -124,7 +124,7 @@ func TestCheckers(t *testing.T) {
 		{"unknown scale", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"severity":{"value":1,"scale":"ige"}},"split":"train"}`, []want{{CheckLabel, "error", `unknown severity scale "ige"`, 2}}, 2},
 		{"unknown lesion type", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"lesions":[{"type":"wart"}]},"split":"train"}`, []want{{CheckLabel, "error", `unknown lesion type "wart"`, 2}}, 2},
 		{"age and gender", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","patient_info":{"age":130,"gender":"F"},"split":"train"}`, []want{{CheckLabel, "error", "age 130 outside 0..120", 2}, {CheckLabel, "error", `gender "F"`, 2}}, 2},
-		{"unknown split", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","split":"dev"}`, []want{{CheckLabel, "error", `unknown split "dev"`, 2}}, 2},
+		{"unknown split", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","split":"holdout"}`, []want{{CheckLabel, "error", `unknown split "holdout"`, 2}}, 2},
 		{"no split", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png"}`, []want{{CheckLabel, "info", "no split", 2}}, 2},
 		{"size mismatch", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","width":64,"height":48,"split":"train"}`, []want{{CheckSize, "error", "recorded size 64x48 but the image is 64x64", 2}}, 2},
 		{"box out of bounds", map[string][]byte{"o.png": other}, `{"image_id":"o","image":"o.png","diagnosis":{"lesions":[{"type":"papule","box":{"x0":50,"y0":10,"x1":70,"y1":20}}]},"split":"train"}`, []want{{CheckBox, "error", "lesion 1: box (50,10)-(70,20) outside the 64x64 image", 2}}, 2},
