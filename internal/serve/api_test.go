@@ -509,13 +509,18 @@ func TestMetricsAfterDiagnosis(t *testing.T) {
 }
 
 func TestModelFailureIs500AndServerGoesOn(t *testing.T) {
-	m := &fakeModel{fail: true}
-	h := newHarness(t, harnessOpts{model: m})
-	resp, body := h.do(h.diagnoseReq(makeJPEG(t, 32, 32, 110), nil, ""))
-	if resp.StatusCode != 500 || !bytes.Contains(body, []byte("model_error")) {
-		t.Errorf("model failure: %d %s", resp.StatusCode, body)
-	}
-	if resp, _ := h.get("/api/v1/health", ""); resp.StatusCode != 200 {
-		t.Error("server stopped after a model failure")
+	for _, m := range []*fakeModel{{fail: true}, {panic: true}} {
+		h := newHarness(t, harnessOpts{model: m})
+		resp, body := h.do(h.diagnoseReq(makeJPEG(t, 32, 32, 110), nil, ""))
+		if resp.StatusCode != 500 || !bytes.Contains(body, []byte("model_error")) {
+			t.Errorf("model failure (panic %v): %d %s", m.panic, resp.StatusCode, body)
+		}
+		if resp, _ := h.get("/api/v1/health", ""); resp.StatusCode != 200 {
+			t.Error("server stopped after a model failure")
+		}
+		_, metrics := h.get("/metrics", "")
+		if !bytes.Contains(metrics, []byte("acdtcm_inference_errors_total 1")) {
+			t.Error("model error not counted")
+		}
 	}
 }

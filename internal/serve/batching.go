@@ -187,18 +187,22 @@ func (b *Batcher) run(batch []*job) {
 		b.obs.BatchSize(len(live))
 	}
 	t0 := time.Now()
-	preds, err := b.predict(inputs)
+	preds, errs := b.predict(inputs)
 	d := time.Since(t0)
-	if b.obs.ModelTime != nil {
-		b.obs.ModelTime(d, len(live), err)
+	var firstErr error
+	for _, e := range errs {
+		if e != nil {
+			firstErr = e
+			break
+		}
 	}
-	if err == nil && len(preds) != len(inputs) {
-		err = fmt.Errorf("model returned %d predictions for %d inputs", len(preds), len(inputs))
+	if b.obs.ModelTime != nil {
+		b.obs.ModelTime(d, len(live), firstErr)
 	}
 	per := float64(d.Microseconds()) / 1000 / float64(len(live))
 	for i, j := range live {
-		if err != nil {
-			j.done <- jobResult{err: err, batch: len(live)}
+		if errs[i] != nil {
+			j.done <- jobResult{err: errs[i], batch: len(live)}
 			continue
 		}
 		j.done <- jobResult{pred: preds[i], modelMS: per, batch: len(live)}
@@ -207,11 +211,17 @@ func (b *Batcher) run(batch []*job) {
 
 // predict runs the model, turning a panic into an error so one bad batch cannot kill the
 // server. The model call is not tied to any one request's context: it serves them all.
-func (b *Batcher) predict(inputs []infer.Input) (preds []infer.Prediction, err error) {
+// Models implementing infer.ItemPredictor may fail single inputs; otherwise a model error
+// fails the whole batch.
+func (b *Batcher) predict(inputs []infer.Input) (preds []infer.Prediction, errs []error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("model panicked: %v", r)
+			preds = make([]infer.Prediction, len(inputs))
+			errs = make([]error, len(inputs))
+			for i := range errs {
+				errs[i] = fmt.Errorf("model panicked: %v", r)
+			}
 		}
 	}()
-	return b.model.Predict(context.Background(), inputs)
+	return infer.PredictItems(context.Background(), b.model, inputs)
 }

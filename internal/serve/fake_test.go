@@ -18,6 +18,7 @@ import (
 type fakeModel struct {
 	delay time.Duration // per model call
 	fail  bool
+	panic bool
 
 	mu      sync.Mutex
 	batches []int
@@ -53,6 +54,9 @@ func (m *fakeModel) Predict(ctx context.Context, batch []infer.Input) ([]infer.P
 	m.mu.Unlock()
 	if m.delay > 0 {
 		time.Sleep(m.delay)
+	}
+	if m.panic {
+		panic("fake model panic")
 	}
 	if m.fail {
 		return nil, errors.New("fake failure")
