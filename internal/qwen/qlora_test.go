@@ -32,21 +32,10 @@ func writeDequantized(t *testing.T, src, qdir, out string) {
 		t.Fatal(err)
 	}
 	defer ckpt.Close()
-	lookup := func(name string) (safetensors.TensorInfo, []byte, bool) {
-		info, ok := ckpt.Info(name)
-		raw, _ := ckpt.Bytes(name)
-		return info, raw, ok
-	}
 	var out32 []safetensors.Tensor
 	for _, spec := range cfg.ExpectedTensors() {
-		var vals []float32
-		if _, ok := ckpt.Info(spec.Name + quant.SuffixScale); ok || func() bool { _, ok := ckpt.Info(spec.Name + quant.SuffixScaleCode); return ok }() {
-			q, err := quant.Decode(qc.Method, spec.Name, spec.Shape, qc.DoubleQuant, lookup)
-			if err != nil {
-				t.Fatal(err)
-			}
-			vals = q.Dequantize()
-		} else if vals, err = ckpt.Float32(spec.Name, spec.Shape); err != nil {
+		vals, err := ReadWeightFloat32(ckpt, qc, spec.Name, spec.Shape)
+		if err != nil {
 			t.Fatal(err)
 		}
 		out32 = append(out32, safetensors.F32Tensor(spec.Name, spec.Shape, vals))

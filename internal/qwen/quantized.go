@@ -125,3 +125,30 @@ func IsQuantized(ctx *context.Context, name string) bool {
 	v := ctx.GetVariableByScopeAndName(scope, short)
 	return v != nil && !v.Shape().DType.IsFloat()
 }
+
+// ReadWeightFloat32 returns the float32 values of the stored tensor (canonical shape
+// shape) of an open checkpoint, dequantizing it when qc (the checkpoint's
+// quantization_config, nil when not quantized) says it is packed. Tools that rewrite
+// weights on the CPU (merging LoRA adapters into a quantized base, exporting) use it.
+func ReadWeightFloat32(ckpt *safetensors.Checkpoint, qc *quant.Config, stored string, shape []int) ([]float32, error) {
+	if qc != nil {
+		for _, s := range quant.Companions {
+			if _, ok := ckpt.Info(stored + s); !ok {
+				continue
+			}
+			q, err := quant.Decode(qc.Method, stored, shape, qc.DoubleQuant, func(name string) (safetensors.TensorInfo, []byte, bool) {
+				info, ok := ckpt.Info(name)
+				if !ok {
+					return info, nil, false
+				}
+				raw, err := ckpt.Bytes(name)
+				return info, raw, err == nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint %s: %w", ckpt.Dir, err)
+			}
+			return q.Dequantize(), nil
+		}
+	}
+	return ckpt.Float32(stored, shape)
+}
