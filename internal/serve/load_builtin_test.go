@@ -1,0 +1,72 @@
+//go:build loadtest
+
+package serve
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/acdtcm/acdtcm/internal/models"
+)
+
+// TestLoadBuiltinModel is the bounded loopback load test of BENCHMARKS.md: 32 closed-loop
+// clients for 60 s (ACDTCM_LOAD_SECONDS overrides) against a server running the built-in
+// grader, once with dynamic batching (max batch 8) and once with batch size 1.
+//
+//	CGO_ENABLED=0 go test -tags noxla,loadtest -run TestLoadBuiltinModel -v -timeout 30m ./internal/serve/
+func TestLoadBuiltinModel(t *testing.T) {
+	model, err := models.Open(models.Options{Model: models.Builtin})
+	if err != nil {
+		t.Skipf("built-in model unavailable: %v", err)
+	}
+	seconds := 60
+	if v := os.Getenv("ACDTCM_LOAD_SECONDS"); v != "" {
+		seconds, _ = strconv.Atoi(v)
+	}
+	var photos [][]byte
+	for _, p := range []string{"../report/testdata/acne04-levle1_11.jpg", "../report/testdata/acne04-levle3_62.jpg"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		photos = append(photos, b)
+	}
+	for _, maxBatch := range []int{8, 1} {
+		store, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "load.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := New(Config{KB: testKB(t), Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Batch: BatchOptions{MaxBatch: maxBatch, MaxWait: 5 * time.Millisecond, QueueSize: 64}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.SetModel(model)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ctx, ln) }()
+		rep, err := RunLoad(context.Background(), LoadOptions{URL: "http://" + ln.Addr().String(), Clients: 32,
+			Duration: time.Duration(seconds) * time.Second, Photos: photos})
+		cancel()
+		<-done
+		store.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("max batch %d: %s", maxBatch, rep)
+		if rep.Errors != 0 {
+			t.Errorf("max batch %d: %d errors %v", maxBatch, rep.Errors, rep.ErrorsByStatus)
+		}
+	}
+}
