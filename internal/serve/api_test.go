@@ -524,3 +524,16 @@ func TestModelFailureIs500AndServerGoesOn(t *testing.T) {
 		}
 	}
 }
+
+func TestHandlerTimeoutAnswers503(t *testing.T) {
+	m := &fakeModel{delay: 600 * time.Millisecond}
+	h := newHarness(t, harnessOpts{model: m, cfg: func(c *Config) { c.HandlerTimeout = 100 * time.Millisecond }})
+	start := time.Now()
+	resp, body := h.do(h.diagnoseReq(makeJPEG(t, 32, 32, 110), nil, ""))
+	if resp.StatusCode != 503 || !bytes.Contains(body, []byte(`"error":"timeout"`)) {
+		t.Errorf("slow model: %d %s", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("answered after %v; the handler timeout is 100ms", d)
+	}
+}

@@ -154,4 +154,16 @@ func TestWebPageInChromium(t *testing.T) {
 		t.Errorf("history shows %d rows, want 2", rows)
 	}
 	shot("web-phone-history-zh.png")
+
+	// The API docs page renders the embedded OpenAPI document without any CDN.
+	if err := chromedp.Do(ctx, chromedp.Navigate(h.ts.URL+"/docs"), chromedp.WaitVisible(chromedp.CSS("section.op"))); err != nil {
+		t.Fatalf("docs page: %v", err)
+	}
+	ops, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("section.op").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops < 12 {
+		t.Errorf("docs page lists %d operations, want every route", ops)
+	}
 }

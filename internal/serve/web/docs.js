@@ -25,7 +25,9 @@
       const params = (item.parameters || []).concat(op.parameters || []);
       if (params.length) {
         const tb = el("table");
-        tb.append(el("tr")).append(el("th", null, "parameter"), el("th", null, "in"), el("th", null, "type"), el("th", null, "description"));
+        const head = el("tr");
+        head.append(el("th", null, "parameter"), el("th", null, "in"), el("th", null, "type"), el("th", null, "description"));
+        tb.append(head);
         params.forEach((p) => { const tr = el("tr"); tr.append(el("td", null, p.name), el("td", null, p.in), el("td", null, ref(p.schema)), el("td", null, p.description || "")); tb.append(tr); });
         box.append(tb);
       }
