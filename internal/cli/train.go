@@ -102,6 +102,8 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.IntVar(&opts.TrainConfig.Model.Patch, "patch", d.Model.Patch, "space-to-depth stem patch size")
 	f.IntVar(&opts.TrainConfig.Model.PatchOut, "patch-out", d.Model.PatchOut, "stem output channels")
 	f.StringVar(&opts.Layers, "layers", formatLayers(d.Model.Layers), "3x3 conv layers as channels/stride, comma-separated")
+	f.IntVar(&opts.TrainConfig.Model.Norm, "norm-groups", d.Model.Norm, "GroupNorm groups after each conv (0: no normalisation)")
+	f.BoolVar(&opts.TrainConfig.Model.HighPass, "highpass", d.Model.HighPass, "add local redness/darkness high-pass input channels")
 	f.IntVar(&opts.TrainConfig.Model.GradeHidden, "grade-hidden", d.Model.GradeHidden, "hidden units of the grade head")
 	f.Float64Var(&opts.TrainConfig.Model.Sigma, "sigma", d.Model.Sigma, "density target Gaussian sigma (cells)")
 	f.Float64Var(&opts.Loss.Density, "loss-density", d.Loss.Density, "weight of the density loss")

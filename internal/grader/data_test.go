@@ -182,3 +182,34 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("hayashiFromFloat(20.4) = %d, want 1", got)
 	}
 }
+
+func TestFillInputHighPass(t *testing.T) {
+	const s = 16
+	src := make([]uint8, s*s*3)
+	for i := 0; i < s*s; i++ {
+		src[i*3], src[i*3+1], src[i*3+2] = 180, 120, 100
+	}
+	// One red pixel at (5, 9).
+	src[(5*s+9)*3], src[(5*s+9)*3+1] = 250, 60
+	dst := make([]float32, s*s*5)
+	var sc featureScratch
+	fillInput(dst, src, s, false, 1, true, &sc)
+	at := func(y, x, c int) float32 { return dst[(y*s+x)*5+c] }
+	if at(5, 9, 3) <= 0.5 {
+		t.Errorf("redness high-pass at the red pixel = %v, want clearly positive", at(5, 9, 3))
+	}
+	if v := at(12, 2, 3); v < -0.05 || v > 0.05 {
+		t.Errorf("redness high-pass far from the pixel = %v, want ~0", v)
+	}
+	if v := at(0, 0, 4); v < -0.05 || v > 0.05 {
+		t.Errorf("darkness high-pass of flat skin = %v, want ~0", v)
+	}
+	if v, want := at(0, 0, 0), float32((180.0/255-0.5)/0.25); math.Abs(float64(v-want)) > 1e-6 {
+		t.Errorf("normalised red = %v, want %v", v, want)
+	}
+	// Mirroring moves the spot to column s-1-9.
+	fillInput(dst, src, s, true, 1, true, &sc)
+	if at(5, s-1-9, 3) <= 0.5 {
+		t.Errorf("mirrored spot missing: %v", at(5, s-1-9, 3))
+	}
+}

@@ -51,17 +51,16 @@ const boxSide = 0.043
 func predictRows(exec *context.Exec, mc ModelConfig, rows [][]uint8) ([]Prediction, error) {
 	s, grid := mc.InputSize, mc.Grid()
 	b := len(rows)
-	img := make([]float32, b*s*s*3)
+	nc := mc.inputChannels()
+	img := make([]float32, b*s*s*nc)
+	var scratch featureScratch
 	for i, r := range rows {
 		if len(r) != s*s*3 {
 			return nil, fmt.Errorf("input %d: %d bytes, want %d", i, len(r), s*s*3)
 		}
-		dst := img[i*s*s*3:]
-		for k, v := range r {
-			dst[k] = normalise(v)
-		}
+		fillInput(img[i*s*s*nc:(i+1)*s*s*nc], r, s, false, 1, mc.HighPass, &scratch)
 	}
-	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(img, b, s, s, 3))
+	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(img, b, s, s, nc))
 	if err != nil {
 		return nil, fmt.Errorf("run grader: %w", err)
 	}
@@ -95,6 +94,7 @@ type Model struct {
 	Metrics map[string]float64
 	mu      sync.Mutex
 	exec    *context.Exec
+	builtin bool
 }
 
 // LoadBuiltin loads the weights embedded in the binary.
@@ -106,7 +106,12 @@ func LoadBuiltin() (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("built-in grader weights: %w", err)
 	}
-	return fromCheckpoint(ck, "")
+	m, err := fromCheckpoint(ck, "")
+	if err != nil {
+		return nil, err
+	}
+	m.builtin = true
+	return m, nil
 }
 
 // Load loads a grader checkpoint file (best.ckpt, last.ckpt or exported weights).
@@ -125,7 +130,12 @@ func LoadWithBackend(path, backendSpec string) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("built-in grader weights: %w", err)
 		}
-		return fromCheckpoint(ck, backendSpec)
+		m, err := fromCheckpoint(ck, backendSpec)
+		if err != nil {
+			return nil, err
+		}
+		m.builtin = true
+		return m, nil
 	}
 	ck, err := ReadCheckpoint(path)
 	if err != nil {

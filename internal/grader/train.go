@@ -209,40 +209,25 @@ func (t *Trainer) epochOrder(epoch int) []int {
 	return order
 }
 
-// normalise maps a byte to the network's input range.
-func normalise(v uint8) float32 { return (float32(v)/255 - 0.5) / 0.25 }
-
 // batchTensors builds the step inputs for samples idx of train with augmentation drawn from
 // a generator seeded by (seed, global step), so a resumed run sees identical batches.
 func (t *Trainer) batchTensors(idx []int, globalStep int) []*tensors.Tensor {
 	mc := t.Cfg.Model
 	s, grid, nt := mc.InputSize, mc.Grid(), NumTypes
 	b := len(idx)
-	img := make([]float32, b*s*s*3)
+	nc := mc.inputChannels()
+	img := make([]float32, b*s*s*nc)
 	dens := make([]float32, b*grid*grid*nt)
 	counts := make([]float32, b*nt)
 	grades := make([]int32, b)
 	weights := make([]float32, b)
 	r := rand.New(rand.NewPCG(t.Cfg.Seed^0x9e3779b97f4a7c15, uint64(globalStep)))
+	var scratch featureScratch
 	for bi, i := range idx {
 		smp := &t.train[i]
 		flip := r.Float64() < t.Cfg.FlipProb
 		gain := float32(1 + (2*r.Float64()-1)*t.Cfg.Brightness)
-		src := t.pix.Data[t.pixIdx[smp.ID]]
-		dst := img[bi*s*s*3 : (bi+1)*s*s*3]
-		for y := 0; y < s; y++ {
-			for x := 0; x < s; x++ {
-				sx := x
-				if flip {
-					sx = s - 1 - x
-				}
-				p := src[(y*s+sx)*3:]
-				q := dst[(y*s+x)*3:]
-				for c := 0; c < 3; c++ {
-					q[c] = normalise(uint8(min(255, float32(p[c])*gain)))
-				}
-			}
-		}
+		fillInput(img[bi*s*s*nc:(bi+1)*s*s*nc], t.pix.Data[t.pixIdx[smp.ID]], s, flip, gain, mc.HighPass, &scratch)
 		boxes := smp.Boxes
 		if flip {
 			boxes = make([]heatmap.Box, len(smp.Boxes))
@@ -258,7 +243,7 @@ func (t *Trainer) batchTensors(idx []int, globalStep int) []*tensors.Tensor {
 		weights[bi] = float32(t.classW[smp.Grade])
 	}
 	return []*tensors.Tensor{
-		tensors.FromFlatDataAndDimensions(img, b, s, s, 3),
+		tensors.FromFlatDataAndDimensions(img, b, s, s, nc),
 		tensors.FromFlatDataAndDimensions(dens, b, grid, grid, nt),
 		tensors.FromFlatDataAndDimensions(counts, b, nt),
 		tensors.FromFlatDataAndDimensions(grades, b),
