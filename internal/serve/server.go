@@ -145,12 +145,19 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // SetModel installs the model and starts its batcher; the server becomes ready. Installing
 // a second model replaces the first once its queued requests finish.
 func (s *Server) SetModel(m infer.Model) {
+	var mem int64
+	if mr, ok := m.(MemoryReporter); ok {
+		mem = mr.MemoryBytes()
+	}
+	s.SetModelMemory(m, mem)
+}
+
+// SetModelMemory is SetModel for a model whose memory the caller measured (bytes), e.g.
+// as heap growth while loading it.
+func (s *Server) SetModelMemory(m infer.Model, bytes int64) {
 	s.modelMu.Lock()
 	defer s.modelMu.Unlock()
-	l := &loaded{model: m, info: m.Info(), batcher: NewBatcher(m, s.cfg.Batch, s.metrics.observer())}
-	if mr, ok := m.(MemoryReporter); ok {
-		l.memory = mr.MemoryBytes()
-	}
+	l := &loaded{model: m, info: m.Info(), memory: bytes, batcher: NewBatcher(m, s.cfg.Batch, s.metrics.observer())}
 	s.metrics.ModelMemory.WithLabelValues(l.info.Name, l.info.Version).Set(float64(l.memory))
 	if old := s.model.Swap(l); old != nil {
 		go old.batcher.Close()
