@@ -537,3 +537,35 @@ func TestHandlerTimeoutAnswers503(t *testing.T) {
 		t.Errorf("answered after %v; the handler timeout is 100ms", d)
 	}
 }
+
+func TestPaddedBatchesKeepResultsApart(t *testing.T) {
+	m := &fakeModel{delay: 30 * time.Millisecond}
+	h := newHarness(t, harnessOpts{model: m, cfg: func(c *Config) {
+		c.Batch = BatchOptions{MaxBatch: 8, MaxWait: 30 * time.Millisecond, QueueSize: 32, PadToPowerOfTwo: true}
+	}})
+	reds := []uint8{25, 102, 153, 230, 25}
+	var wg sync.WaitGroup
+	for i, red := range reds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, body := h.do(h.diagnoseReq(makeJPEG(t, 32, 32, red), nil, ""))
+			var res result.DiagnosisResult
+			json.Unmarshal(decode(t, body).Data, &res)
+			if want := []int{0, 1, 2, 3, 0}[i]; resp.StatusCode != 200 || res.Severity.Value != want {
+				t.Errorf("request %d (red %d): %d grade %d, want %d", i, red, resp.StatusCode, res.Severity.Value, want)
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, s := range m.batchSizes() {
+		if s&(s-1) != 0 {
+			t.Errorf("model got a batch of %d (not a power of two): %v", s, m.batchSizes())
+		}
+		total += s
+	}
+	if total < len(reds) {
+		t.Errorf("batches %v cover fewer than %d inputs", m.batchSizes(), len(reds))
+	}
+}

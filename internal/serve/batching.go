@@ -27,6 +27,10 @@ type BatchOptions struct {
 	QueueSize int
 	// Workers is the number of concurrent model calls (default 1).
 	Workers int
+	// PadToPowerOfTwo pads each batch (repeating its last input) to the next power of two
+	// up to MaxBatch, so models that compile one program per batch shape (GoMLX) compile at
+	// most log2(MaxBatch)+1 of them instead of MaxBatch. Padded predictions are dropped.
+	PadToPowerOfTwo bool
 }
 
 func (o BatchOptions) normalized() BatchOptions {
@@ -179,9 +183,13 @@ func (b *Batcher) run(batch []*job) {
 	if len(live) == 0 {
 		return
 	}
-	inputs := make([]infer.Input, len(live))
-	for i, j := range live {
-		inputs[i] = j.input
+	n := len(live)
+	if b.opts.PadToPowerOfTwo {
+		n = min(b.opts.MaxBatch, nextPow2(n))
+	}
+	inputs := make([]infer.Input, n)
+	for i := range inputs {
+		inputs[i] = live[min(i, len(live)-1)].input
 	}
 	if b.obs.BatchSize != nil {
 		b.obs.BatchSize(len(live))
@@ -224,4 +232,13 @@ func (b *Batcher) predict(inputs []infer.Input) (preds []infer.Prediction, errs 
 		}
 	}()
 	return infer.PredictItems(context.Background(), b.model, inputs)
+}
+
+// nextPow2 is the smallest power of two >= n (n >= 1).
+func nextPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
 }
