@@ -569,3 +569,23 @@ func TestPaddedBatchesKeepResultsApart(t *testing.T) {
 		t.Errorf("batches %v cover fewer than %d inputs", m.batchSizes(), len(reds))
 	}
 }
+
+func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	documented := map[string]bool{}
+	for path, item := range h.doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented[method+" "+path] = true
+		}
+	}
+	for _, p := range h.srv.patterns {
+		key := strings.Replace(p, "{$}", "", 1)
+		if !documented[key] {
+			t.Errorf("route %s is not in openapi.yaml", p)
+		}
+		delete(documented, key)
+	}
+	for k := range documented {
+		t.Errorf("openapi.yaml documents %s, which the server does not serve", k)
+	}
+}

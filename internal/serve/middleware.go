@@ -84,6 +84,7 @@ func (s *Server) buildHandler() http.Handler {
 		wrapped := s.wrap(pattern, o, h)
 		mux.Handle(pattern, wrapped)
 		s.routes.Handle(pattern, wrapped)
+		s.patterns = append(s.patterns, pattern)
 	}
 	api := routeOpts{role: RoleViewer, limited: true, timeout: true, sensitive: true}
 	diag := routeOpts{role: RoleDoctor, limited: true, body: true, timeout: true, sensitive: true}

@@ -109,9 +109,11 @@ type Server struct {
 	decode  chan struct{}
 	handler http.Handler
 	routes  *http.ServeMux
-	model   atomic.Pointer[loaded]
-	started time.Time
-	modelMu sync.Mutex
+	// patterns lists the registered routes ("GET /api/v1/health", ...).
+	patterns []string
+	model    atomic.Pointer[loaded]
+	started  time.Time
+	modelMu  sync.Mutex
 }
 
 // MemoryReporter is implemented by models that know how much memory their parameters hold.
