@@ -7,10 +7,18 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X github.com/acdtcm/acdtcm/internal/cli.Version=$(VERSION) -X github.com/acdtcm/acdtcm/internal/cli.Commit=$(COMMIT)
 BIN       ?= bin/acdtcm
 
-.PHONY: build build-xla test lint bench fmt clean
+.PHONY: build build-xla demo test lint bench fmt clean train-grader
 
 build:
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/acdtcm
+
+# The README's first command: build, then diagnose the sample photos with the built-in grader.
+demo: build
+	$(BIN) diagnose testdata/samples
+
+# Retrain the built-in grader from a clean checkout (needs ../shared/datasets/acne04-detection).
+train-grader: build
+	$(BIN) train --config configs/train-grader.yaml
 
 build-xla:
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/acdtcm-xla ./cmd/acdtcm

@@ -37,16 +37,20 @@ type evalOptions struct {
 	Gate        []string
 	NoPlots     bool
 
-	// Predictor, when set, grades the manifest's photos instead of reading Predictions
-	// (the hook for a future --model flag).
+	// Predictor, when set, grades the manifest's photos instead of reading Predictions;
+	// --model builds one (eval_model.go).
 	Predictor eval.Predictor
 	BatchSize int
+	// Model, Adapter and Backend select a model to run instead of --predictions.
+	Model, Adapter, Backend string
+	// Split, when set, evaluates only the manifest records of that split.
+	Split string
 }
 
 func newEvalCmd(app *App) *cobra.Command {
 	opts := &evalOptions{}
 	cmd := &cobra.Command{
-		Use:   "eval --data MANIFEST --predictions PRED.jsonl",
+		Use:   "eval --data MANIFEST (--predictions PRED.jsonl | --model MODEL)",
 		Short: "Score predictions against a labelled manifest, plot, and gate regressions",
 		Long: `eval joins predictions (the JSON Lines that "acdtcm diagnose" writes) to a manifest's
 ground truth by image_id, falling back to the image path, and reports accuracy, precision,
@@ -62,13 +66,30 @@ With --baseline, eval is a regression gate: it exits with status 1 when a --gate
 worse than the baseline's by more than --max-drop (error metrics such as mae count increases).`,
 		Example: `  acdtcm eval --data data/acne04/manifest.jsonl --predictions pred.jsonl --out runs/eval
   acdtcm eval --data data/acne04 --predictions pred.jsonl --json --bootstrap 0
+  acdtcm eval --model builtin --data data/acne04 --split valid --out runs/eval-builtin
   acdtcm eval --data data/acne04 --predictions pred.jsonl --baseline runs/eval/metrics.json --max-drop 0.01 --gate accuracy,macro_f1,kappa`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Backend = backendSpec(app, cmd, opts.Backend)
+			if opts.Model != "" && opts.Predictor == nil {
+				if opts.Predictions != "" {
+					return &ExitError{Code: 2, Err: errors.New("give --model or --predictions, not both")}
+				}
+				p, err := modelPredictor(app, opts)
+				if err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+				opts.Predictor = p
+			}
 			return runEval(cmd.Context(), app, opts)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&opts.Model, "model", "", "run this model instead of reading --predictions: builtin, a grader checkpoint or a Qwen2.5-VL directory")
+	f.StringVar(&opts.Adapter, "adapter", "", "with --model DIR: a PEFT LoRA adapter for the Qwen2.5-VL model")
+	f.StringVar(&opts.Split, "split", "", "evaluate only the manifest records of this split (e.g. valid)")
+	f.IntVar(&opts.BatchSize, "batch-size", 16, "with --model: photos per model call")
+	addBackendFlag(cmd, &opts.Backend)
 	f.StringVar(&opts.Data, "data", "", "labelled manifest (file, or dataset directory with manifest.jsonl)")
 	f.StringVar(&opts.Predictions, "predictions", "", "predictions JSON Lines written by diagnose (- for stdin)")
 	f.StringVar(&opts.Scale, "scale", "", "evaluation scale: hayashi, clinical4 or cn2019 (default: the ground truth's scale)")
@@ -126,6 +147,18 @@ func runEval(ctx context.Context, app *App, opts *evalOptions) error {
 	m, err := dataset.ReadManifest(opts.Data)
 	if err != nil {
 		return err
+	}
+	if opts.Split != "" {
+		kept := m.Records[:0]
+		for _, r := range m.Records {
+			if r.Split == opts.Split {
+				kept = append(kept, r)
+			}
+		}
+		if len(kept) == 0 {
+			return fmt.Errorf("manifest %s has no records in split %q", m.Path, opts.Split)
+		}
+		m.Records = kept
 	}
 	preds, problems, err := loadPredictions(ctx, app, opts, m)
 	if err != nil {

@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/qwen"
+)
+
+// diagnoseFixture writes n small photos (plus a broken one when broken is set) and a tiny
+// Qwen2.5-VL checkpoint, the model used here so the tests need no trained weights.
+func diagnoseFixture(t *testing.T, n int, broken bool) (model, photos string) {
+	t.Helper()
+	dir := t.TempDir()
+	model = filepath.Join(dir, "tiny")
+	if _, err := qwen.InitCheckpoint(model, qwen.InitOptions{Preset: qwen.PresetTiny, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	photos = filepath.Join(dir, "photos")
+	os.MkdirAll(filepath.Join(photos, "sub"), 0o755)
+	for i := 0; i < n; i++ {
+		img := image.NewRGBA(image.Rect(0, 0, 56, 56))
+		for p := 0; p < 56*56; p++ {
+			img.Set(p%56, p/56, color.RGBA{uint8(30 * i), uint8(p), 120, 255})
+		}
+		sub := ""
+		if i%3 == 0 {
+			sub = "sub"
+		}
+		f, _ := os.Create(filepath.Join(photos, sub, fmt.Sprintf("p%02d.png", i)))
+		png.Encode(f, img)
+		f.Close()
+	}
+	if broken {
+		os.WriteFile(filepath.Join(photos, "broken.jpg"), []byte("\xff\xd8\xff\xe0 truncated"), 0o644)
+	}
+	return model, photos
+}
+
+func jsonlImages(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var r struct {
+			Image string `json:"image"`
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+		out = append(out, r.Image)
+	}
+	return out
+}
+
+func TestDiagnoseCommand(t *testing.T) {
+	model, photos := diagnoseFixture(t, 5, true)
+	out := filepath.Join(t.TempDir(), "r.jsonl")
+	stdout, stderr, code := runArgs(t, "diagnose", "--model", model, "--format", "jsonl", "--output", out, photos,
+		"--description", "口干 便秘", "--age", "23", "--gender", "female")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "broken.jpg") {
+		t.Errorf("the broken photo is not reported by name:\n%s", stderr)
+	}
+	lines, _ := os.ReadFile(out)
+	var results []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(string(lines)), "\n") {
+		var r map[string]any
+		json.Unmarshal([]byte(l), &r)
+		results = append(results, r)
+	}
+	if len(results) != 6 {
+		t.Fatalf("%d results for 5 photos + 1 broken", len(results))
+	}
+	failed := 0
+	for _, r := range results {
+		if r["error"] != nil {
+			failed++
+			continue
+		}
+		if r["tcm_analysis"] == nil || r["disclaimer"] == nil || len(r["probabilities"].([]any)) != 4 {
+			t.Errorf("incomplete result %v", r)
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d failed results, want 1", failed)
+	}
+	// --fail-on-error turns the broken photo into exit 1; nothing diagnosable is exit 1 too.
+	if _, _, code := runArgs(t, "diagnose", "--model", model, "--format", "jsonl", "--fail-on-error", photos); code != 1 {
+		t.Errorf("--fail-on-error: exit %d", code)
+	}
+	if _, _, code := runArgs(t, "diagnose", "--model", model, filepath.Join(photos, "broken.jpg")); code != 1 {
+		t.Errorf("only broken inputs: exit %d, want 1", code)
+	}
+	if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--shard", "3/2", photos); code != 2 || !strings.Contains(stderr, "--shard") {
+		t.Errorf("bad shard: exit %d %s", code, stderr)
+	}
+	// stdin list and globs.
+	code, stdoutList, _ := runCLI(t, filepath.Join(photos, "p01.png")+"\n", "diagnose", "--model", model, "--format", "csv", "-", filepath.Join(photos, "sub", "*.png"))
+	if code != 0 || strings.Count(stdoutList, "\n") != 1+1+2 {
+		t.Errorf("stdin + glob: exit %d\n%s", code, stdoutList)
+	}
+}
+
+// TestDiagnoseShardsAndResume: shards partition the inputs, and a resumed run appends only
+// what is missing.
+func TestDiagnoseShardsAndResume(t *testing.T) {
+	model, photos := diagnoseFixture(t, 7, false)
+	dir := t.TempDir()
+	var union []string
+	for i := 0; i < 3; i++ {
+		out := filepath.Join(dir, fmt.Sprintf("shard%d.jsonl", i))
+		if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--format", "jsonl", "--output", out, "--shard", fmt.Sprintf("%d/3", i), photos); code != 0 && code != 1 {
+			t.Fatalf("shard %d: exit %d %s", i, code, stderr)
+		}
+		if _, err := os.Stat(out); err == nil {
+			union = append(union, jsonlImages(t, out)...)
+		}
+	}
+	var all []string
+	filepath.WalkDir(photos, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			all = append(all, p)
+		}
+		return nil
+	})
+	sort.Strings(union)
+	sort.Strings(all)
+	if !slices.Equal(union, all) {
+		t.Errorf("union of shards %v\n!= inputs %v", union, all)
+	}
+
+	// Resume: a partial output (as left by a killed run, with a cut last line) is completed.
+	out := filepath.Join(dir, "resume.jsonl")
+	if _, _, code := runArgs(t, "diagnose", "--model", model, "--format", "jsonl", "--output", out, filepath.Join(photos, "p01.png"), filepath.Join(photos, "p02.png")); code != 0 {
+		t.Fatal("first run failed")
+	}
+	f, _ := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"image":"` + filepath.Join(photos, "p04.png") + `","sev`) // cut mid-line by the kill
+	f.Close()
+	if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--format", "jsonl", "--output", out, "--resume", photos); code != 0 {
+		t.Fatalf("resume: exit %d %s", code, stderr)
+	}
+	got := jsonlImages(t, out)
+	sort.Strings(got)
+	if !slices.Equal(got, all) {
+		t.Errorf("after resume the output has %v, want each photo once: %v", got, all)
+	}
+	// CSV resume keeps a single header.
+	csvOut := filepath.Join(dir, "r.csv")
+	runArgs(t, "diagnose", "--model", model, "--format", "csv", "--output", csvOut, filepath.Join(photos, "p01.png"))
+	runArgs(t, "diagnose", "--model", model, "--format", "csv", "--output", csvOut, "--resume", photos)
+	csvData, _ := os.ReadFile(csvOut)
+	if strings.Count(string(csvData), "image,image_id") != 1 || strings.Count(string(csvData), "\n") != 1+len(all) {
+		t.Errorf("resumed CSV:\n%s", csvData)
+	}
+}
