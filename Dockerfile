@@ -21,7 +21,8 @@ ARG VERSION=dev
 ARG COMMIT=unknown
 # make build = CGO_ENABLED=0 go build -tags noxla -trimpath -ldflags '-s -w -X ...Version -X ...Commit'
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    make build VERSION="${VERSION}" COMMIT="${COMMIT}" BIN=/out/acdtcm \
+    mkdir -p /out \
+ && make build VERSION="${VERSION}" COMMIT="${COMMIT}" BIN=/out/acdtcm \
  && /out/acdtcm version \
  && mkdir -p /out/data
 
