@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
@@ -146,7 +148,7 @@ type WeightsInfo struct {
 	Params    int64              `json:"params"`
 	BestEpoch int                `json:"best_epoch"`
 	Metrics   map[string]float64 `json:"metrics"`
-	Command   string             `json:"command"`
+	Command   string             `json:"command"` // the command line that exported these weights
 	Licence   string             `json:"licence"`
 }
 
@@ -183,7 +185,7 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 	}
 	info := WeightsInfo{Name: "acdtcm-grader", Version: fmt.Sprintf("1.0.0+%s", time.Now().UTC().Format("20060102")), Model: ck.Header.Model,
 		Params: params, BestEpoch: rep.BestEpoch, Metrics: rep.Metrics,
-		Command: "acdtcm train --config configs/train-grader.yaml",
+		Command: "acdtcm " + strings.Join(os.Args[1:], " "),
 		Licence: "trained on ACNE04 (Wu et al. 2019): free for academic use; other use needs the ACNE04 authors' permission"}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "grader.json"), append(b, '\n'), 0o644)
