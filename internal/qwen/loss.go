@@ -223,14 +223,23 @@ func gradeLoss(flat, gradePos, gradeLabel *Node, opts LossOptions) *Node {
 // tower first when the batch has images (its features are inputs, not trained: the tower is
 // frozen unless LoRA targets it, in which case use the graph path instead).
 func (m *Model) BatchTensors(b *TrainBatch) ([]*tensors.Tensor, error) {
-	D, H := m.Config.Text.HeadDim(), m.Config.Text.HiddenSize
-	feat := tensors.FromFlatDataAndDimensions(make([]float32, H), 1, H)
+	var feat *tensors.Tensor
 	if len(b.Images) > 0 {
 		f, err := m.VisionFeatures(b.Images)
 		if err != nil {
 			return nil, err
 		}
 		feat = f
+	}
+	return m.BatchTensorsWith(b, feat), nil
+}
+
+// BatchTensorsWith is BatchTensors with the batch's vision features already computed
+// ([Σ image tokens, H], images in batch order; nil when the batch has no image).
+func (m *Model) BatchTensorsWith(b *TrainBatch, feat *tensors.Tensor) []*tensors.Tensor {
+	D, H := m.Config.Text.HeadDim(), m.Config.Text.HiddenSize
+	if feat == nil {
+		feat = tensors.FromFlatDataAndDimensions(make([]float32, H), 1, H)
 	}
 	out := []*tensors.Tensor{
 		tensors.FromFlatDataAndDimensions(b.IDs, b.B, b.S), feat,
@@ -242,7 +251,7 @@ func (m *Model) BatchTensors(b *TrainBatch) ([]*tensors.Tensor, error) {
 	if b.GradePos != nil {
 		out = append(out, tensors.FromFlatDataAndDimensions(b.GradePos, b.B), tensors.FromFlatDataAndDimensions(b.GradeLabel, b.B))
 	}
-	return out, nil
+	return out
 }
 
 // LossFromInputs builds TrainLoss from BatchTensors' graph inputs (9, or 11 with grades).

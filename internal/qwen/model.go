@@ -58,19 +58,34 @@ func Load(dir string, backend backends.Backend) (*Model, error) {
 }
 
 // VisionFeatures runs the vision tower on processed images and returns the merged
-// features [Σ tokens, H] as a float32 tensor.
+// features [Σ tokens, H] as a float32 tensor. Images run one at a time: attention never
+// crosses images, so batching them would only grow the N×N attention masks quadratically.
 func (m *Model) VisionFeatures(images []ProcessedImage) (*tensors.Tensor, error) {
 	if len(images) == 0 {
 		return nil, fmt.Errorf("no images")
 	}
-	grids := make([][3]int, len(images))
-	var pixels []float32
-	dim := images[0].PatchDim
-	for i, im := range images {
-		grids[i] = im.Grid
-		pixels = append(pixels, im.PixelValues...)
+	if len(images) == 1 {
+		return m.visionOne(images[0])
 	}
-	tab, err := NewVisionTables(m.Config, grids)
+	var all []float32
+	rows := 0
+	for i, im := range images {
+		t, err := m.visionOne(im)
+		if err != nil {
+			return nil, fmt.Errorf("image %d: %w", i, err)
+		}
+		f, err := tensors.CopyFlatData[float32](t)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, f...)
+		rows += t.Shape().Dimensions[0]
+	}
+	return tensors.FromFlatDataAndDimensions(all, rows, m.Config.Text.HiddenSize), nil
+}
+
+func (m *Model) visionOne(im ProcessedImage) (*tensors.Tensor, error) {
+	tab, err := NewVisionTables(m.Config, [][3]int{im.Grid})
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +99,7 @@ func (m *Model) VisionFeatures(images []ProcessedImage) (*tensors.Tensor, error)
 	}
 	N, hd := tab.Patches, tab.HeadDim
 	out, err := m.visionExec.Exec(
-		tensors.FromFlatDataAndDimensions(pixels, N, dim),
+		tensors.FromFlatDataAndDimensions(im.PixelValues, N, im.PatchDim),
 		tensors.FromFlatDataAndDimensions(tab.WindowIndex, tab.Units, 1),
 		tensors.FromFlatDataAndDimensions(tab.InverseIndex, tab.Units, 1),
 		tensors.FromFlatDataAndDimensions(tab.Cos, N, hd),

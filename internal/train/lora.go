@@ -98,10 +98,13 @@ type LoRATrainer struct {
 	params  []*context.Variable
 	m, v    [][]float32
 	images  map[string]qwen.ProcessedImage
-	grads   *context.Exec
-	lossFn  *context.Exec
-	gradeID []int
-	opts    qwen.LossOptions
+	// features caches each photo's vision features: the tower is frozen during LoRA
+	// training (adapters are on the language model), so they never change.
+	features map[string][]float32
+	grads    *context.Exec
+	lossFn   *context.Exec
+	gradeID  []int
+	opts     qwen.LossOptions
 }
 
 // NewLoRATrainer loads the base model, attaches (or loads) the adapter and the data.
@@ -122,7 +125,7 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 	if cfg.MaxPixels > 0 {
 		m.Processor.MaxPixels = cfg.MaxPixels
 	}
-	t := &LoRATrainer{Cfg: cfg, Model: m, images: map[string]qwen.ProcessedImage{}}
+	t := &LoRATrainer{Cfg: cfg, Model: m, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
 	if cfg.Adapter != "" {
 		if t.LoRA, t.modules, err = m.LoadAdapter(cfg.Adapter); err != nil {
 			return nil, err
@@ -272,8 +275,29 @@ func (t *LoRATrainer) batch(samples []Sample) (*qwen.TrainBatch, []*tensors.Tens
 	if err != nil {
 		return nil, nil, err
 	}
-	in, err := t.Model.BatchTensors(b)
-	return b, in, err
+	var feat []float32
+	for _, s := range samples {
+		for _, p := range s.Images {
+			f, ok := t.features[p]
+			if !ok {
+				ft, err := t.Model.VisionFeatures([]qwen.ProcessedImage{t.images[p]})
+				if err != nil {
+					return nil, nil, fmt.Errorf("sample %s: %w", s.ID, err)
+				}
+				if f, err = tensors.CopyFlatData[float32](ft); err != nil {
+					return nil, nil, err
+				}
+				t.features[p] = f
+			}
+			feat = append(feat, f...)
+		}
+	}
+	var ft *tensors.Tensor
+	if len(feat) > 0 {
+		H := t.Model.Config.Text.HiddenSize
+		ft = tensors.FromFlatDataAndDimensions(feat, len(feat)/H, H)
+	}
+	return b, t.Model.BatchTensorsWith(b, ft), nil
 }
 
 // step runs one optimizer step (GradAccum micro-batches) and returns loss, grad norm and
