@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acdtcm/acdtcm/internal/models"
+	"github.com/acdtcm/acdtcm/internal/grader"
 )
 
 // TestLoadBuiltinModel is the bounded loopback load test of BENCHMARKS.md: 32 closed-loop
@@ -23,14 +23,15 @@ import (
 //
 //	CGO_ENABLED=0 go test -tags noxla,loadtest -run TestLoadBuiltinModel -v -timeout 30m ./internal/serve/
 func TestLoadBuiltinModel(t *testing.T) {
-	name := models.Builtin
-	if v := os.Getenv("ACDTCM_LOAD_MODEL"); v != "" {
-		name = v
+	name, path := "builtin", os.Getenv("ACDTCM_LOAD_MODEL")
+	if path != "" {
+		name = path
 	}
-	model, err := models.Open(models.Options{Model: name})
+	g, err := grader.LoadWithBackend(path, "")
 	if err != nil {
 		t.Skipf("model %s unavailable: %v", name, err)
 	}
+	model := &grader.InferModel{M: g}
 	seconds := 60
 	if v := os.Getenv("ACDTCM_LOAD_SECONDS"); v != "" {
 		seconds, _ = strconv.Atoi(v)
