@@ -4,7 +4,7 @@
   const T = {
     en: {
       title: "Acne grading with TCM decision support", tabDiagnose: "Diagnose", tabHistory: "History",
-      drop: "Drop a face photo here, or tap to choose or take one", description: "Description (symptoms, optional)",
+      drop: "Drop a face photo here, or click to choose one", camera: "Take a photo with the camera", description: "Description (symptoms, optional)",
       age: "Age", gender: "Gender", unknown: "—", female: "Female", male: "Male", settings: "API key",
       submit: "Diagnose", allGrades: "All grades", refresh: "Refresh", time: "Time", grade: "Grade",
       confidence: "Confidence", referral: "Referral", footer: "Decision support for research and education, not a medical diagnosis.",
@@ -16,7 +16,7 @@
     },
     zh: {
       title: "痤疮分级与中西医辅助决策", tabDiagnose: "诊断", tabHistory: "历史记录",
-      drop: "将面部照片拖到这里，或点击选择/拍照", description: "症状描述（可选）",
+      drop: "将面部照片拖到这里，或点击选择照片", camera: "用相机拍照", description: "症状描述（可选）",
       age: "年龄", gender: "性别", unknown: "—", female: "女", male: "男", settings: "API 密钥",
       submit: "开始分析", allGrades: "全部分级", refresh: "刷新", time: "时间", grade: "分级",
       confidence: "置信度", referral: "转诊", footer: "仅供科研与教学参考的辅助决策，不构成医学诊断。",
@@ -179,6 +179,7 @@
     ["dragleave", "drop"].forEach((n) => drop.addEventListener(n, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
     drop.addEventListener("drop", (e) => { if (e.dataTransfer.files.length) setFile(e.dataTransfer.files[0]); });
     $("image").addEventListener("change", (e) => setFile(e.target.files[0] || null));
+    $("camera").addEventListener("change", (e) => setFile(e.target.files[0] || null));
     $("form").addEventListener("submit", submit);
     $("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("acdtcm.lang", lang); applyLang(); });
     $("tab-diagnose").addEventListener("click", () => show("diagnose"));
