@@ -15,9 +15,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/acdtcm/acdtcm/internal/grader"
 	"github.com/acdtcm/acdtcm/internal/infer"
 	"github.com/acdtcm/acdtcm/internal/knowledge"
+	"github.com/acdtcm/acdtcm/internal/models"
+	"github.com/acdtcm/acdtcm/internal/remote"
 	"github.com/acdtcm/acdtcm/internal/serve"
 )
 
@@ -27,6 +28,8 @@ func init() { register(newServeCmd) }
 type serveOptions struct {
 	Addr            string
 	Model           string
+	Adapter         string
+	Remote          remote.Flags
 	Backend         string
 	Knowledge       string
 	DataDir         string
@@ -51,7 +54,7 @@ type serveOptions struct {
 	RateBurst       int
 	Retention       time.Duration
 
-	// openModel loads the model (tests replace it); nil means openServeModel.
+	// openModel loads the model (tests replace it); nil means models.Open.
 	openModel func() (infer.Model, error)
 	// ready receives the listening address once the server accepts connections (tests).
 	ready func(addr string)
@@ -80,6 +83,10 @@ func newServeCmd(app *App) *cobra.Command {
   GET  /api/v1/openapi.json, /docs the API description and a readable page of it
   GET  /metrics                    Prometheus metrics
   GET  /                           web page (upload, result card, history, 中文/English)
+
+The model is any that diagnose accepts: the built-in grader (default), a grader checkpoint,
+a Qwen2.5-VL directory (+ --adapter), or --backend openai with --endpoint. While it loads,
+/api/v1/ready answers 503; a load failure stops the server with an error.
 
 Concurrent diagnoses are batched into one model call (--max-batch, --max-wait) behind a
 bounded queue (--queue-size) that answers 503 when full; per-client rate limiting answers
@@ -115,7 +122,8 @@ SIGINT or SIGTERM stops accepting connections and finishes in-flight requests fi
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Addr, "addr", "127.0.0.1:8080", "listen address (host:port)")
-	f.StringVar(&opts.Model, "model", builtinModel, "model: builtin (the grader embedded in the binary) or a grader checkpoint file")
+	f.StringVar(&opts.Model, "model", models.Builtin, "model: builtin, a grader checkpoint file, a Qwen2.5-VL checkpoint directory, or with --backend openai the served model's name")
+	f.StringVar(&opts.Adapter, "adapter", "", "PEFT LoRA adapter directory for a Qwen2.5-VL model")
 	f.StringVar(&opts.Knowledge, "knowledge", "", "your own knowledge-base YAML merged over the built-in one")
 	f.StringVar(&opts.DataDir, "data-dir", "acdtcm-data", "directory for the SQLite database and stored photos")
 	f.StringVar(&opts.DB, "db", "", "database: empty for SQLite in --data-dir, or postgres://user@host/db")
@@ -139,27 +147,9 @@ SIGINT or SIGTERM stops accepting connections and finishes in-flight requests fi
 	f.IntVar(&opts.RateBurst, "rate-burst", 20, "burst of API requests per client")
 	f.DurationVar(&opts.Retention, "retention", 0, "delete records and photos older than this, e.g. 2160h (0: keep)")
 	addBackendFlag(cmd, &opts.Backend)
+	remote.AddFlags(f, &opts.Remote)
 	return cmd
 }
-
-// openServeModel loads the built-in grader or a grader checkpoint file.
-func openServeModel(opts *serveOptions) (infer.Model, error) {
-	path := opts.Model
-	if path == builtinModel {
-		path = ""
-	}
-	m, err := grader.LoadWithBackend(path, opts.Backend)
-	if err != nil {
-		return nil, err
-	}
-	if path == "" {
-		return &grader.InferModel{M: m}, nil
-	}
-	return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(path)}, nil
-}
-
-// builtinModel names the grader embedded in the binary.
-const builtinModel = "builtin"
 
 // liveHeap is the live heap after a garbage collection; its growth while a model loads is
 // the model's memory for models that do not report their own.
@@ -285,7 +275,9 @@ func runServe(ctx context.Context, app *App, opts *serveOptions) error {
 	// The server answers health (and 503 on ready) while the model loads.
 	open := opts.openModel
 	if open == nil {
-		open = func() (infer.Model, error) { return openServeModel(opts) }
+		open = func() (infer.Model, error) {
+			return models.Open(models.Options{Model: opts.Model, Adapter: opts.Adapter, Backend: opts.Backend, Remote: opts.Remote})
+		}
 	}
 	go func() {
 		start := time.Now()
