@@ -52,6 +52,16 @@ func (r LoadReport) String() string {
 		float64(r.HeapStart)/(1<<20), float64(r.HeapEnd)/(1<<20), float64(r.HeapMax)/(1<<20))
 }
 
+// liveHeapAfterGC collects twice (sync.Pool keeps a victim cache across one collection)
+// and returns the live heap.
+func liveHeapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // RunLoad runs opts.Clients closed-loop clients against the diagnose route for
@@ -80,10 +90,8 @@ func RunLoad(ctx context.Context, opts LoadOptions) (LoadReport, error) {
 		bodies[i] = body{buf.Bytes(), mw.FormDataContentType()}
 	}
 	rep := LoadReport{Clients: opts.Clients, ErrorsByStatus: map[int]int{}}
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	rep.HeapStart, rep.HeapMax = ms.HeapAlloc, ms.HeapAlloc
+	rep.HeapStart = liveHeapAfterGC()
+	rep.HeapMax = rep.HeapStart
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
@@ -151,9 +159,7 @@ func RunLoad(ctx context.Context, opts LoadOptions) (LoadReport, error) {
 	rep.Elapsed = time.Since(start)
 	close(stopSampling)
 	sampler.Wait()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	rep.HeapEnd = ms.HeapAlloc
+	rep.HeapEnd = liveHeapAfterGC()
 	rep.Requests = len(latencies) + rep.Errors
 	rep.Throughput = float64(len(latencies)) / rep.Elapsed.Seconds()
 	if len(latencies) > 0 {
