@@ -31,7 +31,7 @@ import (
 // harness is a server on httptest with a fake model, a temporary SQLite store and an
 // OpenAPI validator that checks every response.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	ts     *httptest.Server
 	model  *fakeModel
@@ -65,7 +65,7 @@ var (
 	kbErr  error
 )
 
-func testKB(t *testing.T) *knowledge.KB {
+func testKB(t testing.TB) *knowledge.KB {
 	kbOnce.Do(func() { kbVal, kbErr = knowledge.Load() })
 	if kbErr != nil {
 		t.Fatalf("knowledge base: %v", kbErr)
@@ -80,7 +80,7 @@ type harnessOpts struct {
 	dir     string
 }
 
-func newHarness(t *testing.T, o harnessOpts) *harness {
+func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	dir := o.dir
 	if dir == "" {
