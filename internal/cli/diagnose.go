@@ -60,8 +60,9 @@ func newDiagnoseCmd(app *App) *cobra.Command {
 		Short: "Grade acne in photos and add treatment options and TCM syndrome differentiation",
 		Long: `Diagnoses photos with the built-in grader (default), another grader checkpoint, or a
 Qwen2.5-VL checkpoint (+ LoRA adapter), or a model on an OpenAI-compatible server such as
-vLLM (--backend openai --endpoint URL --model NAME, API key in $OPENAI_API_KEY). Inputs are files, folders (recursive), glob patterns
-and "-" (one path per line on stdin). Photos are decoded and preprocessed in parallel and
+vLLM (--backend openai --endpoint URL --model NAME, API key in $OPENAI_API_KEY; see
+docs/vllm.md). Inputs are files, folders (recursive), glob patterns and "-" (one path per
+line on stdin). Photos are decoded and preprocessed in parallel and
 batched through the model; results stream out in input order as a table, JSON, JSON Lines,
 CSV or a self-contained HTML report. A photo that cannot be read is reported and skipped.
 The exit status is non-zero only when nothing could be diagnosed, or with --fail-on-error.

@@ -15,6 +15,7 @@ import (
 	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/eval"
 	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/remote"
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
@@ -45,6 +46,8 @@ type evalOptions struct {
 	Model, Adapter, Backend string
 	// Split, when set, evaluates only the manifest records of that split.
 	Split string
+	// Remote configures --backend openai (an OpenAI-compatible server such as vLLM).
+	Remote remote.Flags
 }
 
 func newEvalCmd(app *App) *cobra.Command {
@@ -90,6 +93,7 @@ worse than the baseline's by more than --max-drop (error metrics such as mae cou
 	f.StringVar(&opts.Split, "split", "", "evaluate only the manifest records of this split (e.g. valid)")
 	f.IntVar(&opts.BatchSize, "batch-size", 16, "with --model: photos per model call")
 	addBackendFlag(cmd, &opts.Backend)
+	remote.AddFlags(f, &opts.Remote)
 	f.StringVar(&opts.Data, "data", "", "labelled manifest (file, or dataset directory with manifest.jsonl)")
 	f.StringVar(&opts.Predictions, "predictions", "", "predictions JSON Lines written by diagnose (- for stdin)")
 	f.StringVar(&opts.Scale, "scale", "", "evaluation scale: hayashi, clinical4 or cn2019 (default: the ground truth's scale)")

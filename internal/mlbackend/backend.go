@@ -22,7 +22,8 @@ const FlagName = "backend"
 
 // FlagUsage is the help text of the --backend flag.
 const FlagUsage = `ML backend: "go" (pure Go, CPU), "go:<options>" (e.g. go:parallelism=4,ops_sequential), ` +
-	`"xla:cuda", "xla:<plugin name>" or "xla:/abs/path/plugin.so" (needs a build with cgo, without the noxla tag)`
+	`"xla:cuda", "xla:<plugin name>" or "xla:/abs/path/plugin.so" (needs a build with cgo, without the noxla tag); ` +
+	`diagnose, eval and serve also take "openai" (a remote OpenAI-compatible server, see --endpoint)`
 
 // ErrXLANotCompiled is returned by New when an xla spec is requested in a build without XLA
 // (the default pure-Go build, CGO_ENABLED=0 -tags noxla).
