@@ -1,0 +1,58 @@
+package grader
+
+import (
+	"encoding/json"
+	"image"
+	"image/color"
+	"math"
+	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/grader/weights"
+)
+
+func TestBuiltinWeights(t *testing.T) {
+	if len(weights.Grader) == 0 {
+		t.Skip("no built-in weights embedded (internal/grader/weights/grader.ckpt is empty)")
+	}
+	if len(weights.Grader) > 20<<20 {
+		t.Errorf("built-in weights are %d bytes, over the 20 MB budget", len(weights.Grader))
+	}
+	var info WeightsInfo
+	if err := json.Unmarshal(weights.Info, &info); err != nil {
+		t.Fatalf("grader.json: %v", err)
+	}
+	if info.Version == "" || info.Params <= 0 || info.Metrics["valid_accuracy"] <= 0 {
+		t.Errorf("grader.json lacks version, params or valid metrics: %+v", info)
+	}
+	m, err := LoadBuiltin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := image.NewRGBA(image.Rect(0, 0, 300, 200))
+	for y := 0; y < 200; y++ {
+		for x := 0; x < 300; x++ {
+			img.Set(x, y, color.RGBA{200, 150, 130, 255})
+		}
+	}
+	preds, err := m.Predict([]image.Image{img, img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range preds {
+		var sum float64
+		for _, v := range p.Probabilities {
+			sum += v
+		}
+		if math.Abs(sum-1) > 1e-4 || len(p.LesionCounts) != NumTypes {
+			t.Errorf("prediction %d: probabilities sum %v, %d counts", i, sum, len(p.LesionCounts))
+		}
+		for _, b := range p.Boxes {
+			if b.X0 < -50 || b.X1 > 350 || b.Y0 < -50 || b.Y1 > 250 {
+				t.Errorf("box %+v far outside the 300x200 image", b)
+			}
+		}
+	}
+	if preds[0].Grade != preds[1].Grade || preds[0].Probabilities[0] != preds[1].Probabilities[0] {
+		t.Error("identical photos in one batch got different predictions")
+	}
+}
