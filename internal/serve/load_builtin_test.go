@@ -75,7 +75,23 @@ func TestLoadBuiltinModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("model %s, max batch %d: %s", name, maxBatch, rep)
+		mf, err := srv.Metrics().Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var calls, photos uint64
+		var modelSec float64
+		for _, f := range mf {
+			switch f.GetName() {
+			case "acdtcm_inference_batch_size":
+				h := f.GetMetric()[0].GetHistogram()
+				calls, photos = h.GetSampleCount(), uint64(h.GetSampleSum())
+			case "acdtcm_inference_batch_duration_seconds":
+				modelSec = f.GetMetric()[0].GetHistogram().GetSampleSum()
+			}
+		}
+		t.Logf("model %s, max batch %d: %s; model calls %d, mean batch %.2f, model time %.1f ms per photo (warm-up included)",
+			name, maxBatch, rep, calls, float64(photos)/float64(max(calls, 1)), 1000*modelSec/float64(max(photos, 1)))
 		if rep.Errors != 0 {
 			t.Errorf("max batch %d: %d errors %v", maxBatch, rep.Errors, rep.ErrorsByStatus)
 		}
