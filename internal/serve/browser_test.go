@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/grader"
 	"github.com/acdtcm/acdtcm/internal/result"
 )
 
@@ -45,7 +46,14 @@ func TestWebPageInChromium(t *testing.T) {
 		t.Skipf("sample photo %s missing: %v", samplePhoto, err)
 	}
 	abs, _ := filepath.Abs(samplePhoto)
-	h := newHarness(t, harnessOpts{})
+	// The built-in grader when the binary has its weights, else the fake test model.
+	o := harnessOpts{}
+	if g, err := grader.LoadBuiltin(); err == nil {
+		o.real = &grader.InferModel{M: g}
+	} else {
+		t.Logf("built-in grader unavailable (%v): using the fake test model", err)
+	}
+	h := newHarness(t, o)
 
 	// What the API says for this photo, to compare with what the page shows.
 	resp, body := h.do(h.diagnoseReq(photo, nil, ""))

@@ -25,6 +25,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/acdtcm/acdtcm/internal/infer"
 	"github.com/acdtcm/acdtcm/internal/knowledge"
 )
 
@@ -74,8 +75,10 @@ func testKB(t testing.TB) *knowledge.KB {
 }
 
 type harnessOpts struct {
-	cfg     func(*Config)
-	model   *fakeModel
+	cfg   func(*Config)
+	model *fakeModel
+	// real, when set, is served instead of the fake model.
+	real    infer.Model
 	noModel bool
 	dir     string
 }
@@ -108,7 +111,10 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if m == nil {
 		m = &fakeModel{}
 	}
-	if !o.noModel {
+	switch {
+	case o.real != nil:
+		srv.SetModel(o.real)
+	case !o.noModel:
 		srv.SetModel(m)
 	}
 	ts := httptest.NewServer(srv.Handler())
