@@ -579,6 +579,9 @@ func (t *LoRATrainer) saveCheckpoint(name string) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it private
+		return fmt.Errorf("checkpoint: %w", err)
+	}
 	if err := lora.Save(t.Model.Ctx, t.LoRA, tmp, lora.NamingNew); err != nil {
 		return err
 	}
