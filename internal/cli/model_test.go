@@ -61,4 +61,12 @@ func TestModelInitInspectExport(t *testing.T) {
 	if _, errs, code := runArgs(t, "export", "--merge", "--adapter", adapter, "--out", merged); code != 2 || !strings.Contains(errs, "--model") {
 		t.Errorf("--merge without --model: exit %d, %s", code, errs)
 	}
+	// Merging into a quantized base is refused with the way forward, not done lossily.
+	q := filepath.Join(dir, "tiny-int8")
+	if _, errs, code := runArgs(t, "quantize", "--method", "int8", tiny, q); code != 0 {
+		t.Fatalf("quantize: exit %d %s", code, errs)
+	}
+	if _, errs, code := runArgs(t, "export", "--merge", "--model", q, "--adapter", adapter, "--out", filepath.Join(dir, "m2")); code == 0 || !strings.Contains(errs, "quantized") {
+		t.Errorf("merge into a quantized base: exit %d, %s", code, errs)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/acdtcm/acdtcm/internal/grader"
 	"github.com/acdtcm/acdtcm/internal/infer"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
+	"github.com/acdtcm/acdtcm/internal/quant"
 	"github.com/acdtcm/acdtcm/internal/qwen"
 	"github.com/acdtcm/acdtcm/internal/remote"
 )
@@ -70,6 +71,16 @@ func Open(opts Options) (infer.Model, error) {
 			return nil, err
 		}
 		return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(opts.Model)}, nil
+	}
+	if quant.IsGraderDir(opts.Model) { // a grader written by acdtcm quantize
+		if opts.Adapter != "" {
+			return nil, fmt.Errorf("--adapter applies to Qwen2.5-VL models, not graders")
+		}
+		m, err := quant.LoadGrader(opts.Model, opts.Backend)
+		if err != nil {
+			return nil, err
+		}
+		return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(filepath.Clean(opts.Model))}, nil
 	}
 	if _, err := os.Stat(filepath.Join(opts.Model, "config.json")); err != nil {
 		return nil, fmt.Errorf("model directory %s has no config.json (expected a Hugging Face Qwen2.5-VL checkpoint)", opts.Model)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
 	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/quant"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
@@ -32,6 +33,13 @@ type ExportOptions struct {
 func ExportMerged(baseDir, out string, ctx *context.Context, opts ExportOptions) error {
 	if opts.ShardBytes <= 0 {
 		opts.ShardBytes = 4 << 30
+	}
+	if qc, err := quant.ReadConfig(baseDir); err != nil {
+		return err
+	} else if qc != nil {
+		// Folding a float update into packed 4/8-bit weights would silently requantize them;
+		// merge into the float base and quantize the merged checkpoint instead.
+		return fmt.Errorf("%s is a quantized (%s) checkpoint: merge the adapter into the float base model, then run acdtcm quantize on the merged output", baseDir, qc.Method)
 	}
 	ckpt, err := safetensors.OpenCheckpoint(baseDir)
 	if err != nil {
