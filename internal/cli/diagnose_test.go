@@ -8,11 +8,14 @@ import (
 	"image/color"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/acdtcm/acdtcm/internal/qwen"
 )
@@ -173,4 +176,56 @@ func TestDiagnoseShardsAndResume(t *testing.T) {
 	if strings.Count(string(csvData), "image,image_id") != 1 || strings.Count(string(csvData), "\n") != 1+len(all) {
 		t.Errorf("resumed CSV:\n%s", csvData)
 	}
+}
+
+// TestDiagnoseSIGKILLResume kills a diagnose run with SIGKILL while it writes and resumes
+// it: every photo ends up in the output exactly once.
+func TestDiagnoseSIGKILLResume(t *testing.T) {
+	if args := os.Getenv("ACDTCM_DIAGNOSE_CHILD"); args != "" {
+		var argv []string
+		json.Unmarshal([]byte(args), &argv)
+		os.Exit(Execute(argv, strings.NewReader(""), os.Stdout, os.Stderr))
+	}
+	if testing.Short() {
+		t.Skip("skipping the subprocess kill test in -short mode")
+	}
+	model, photos := diagnoseFixture(t, 40, false)
+	out := filepath.Join(t.TempDir(), "r.jsonl")
+	argv := []string{"diagnose", "--model", model, "--format", "jsonl", "--output", out, "--resume", "--batch-size", "1", photos}
+	argJSON, _ := json.Marshal(argv)
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestDiagnoseSIGKILLResume$")
+	cmd.Env = append(os.Environ(), "ACDTCM_DIAGNOSE_CHILD="+string(argJSON))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		data, _ := os.ReadFile(out)
+		if strings.Count(string(data), "\n") >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the child never wrote 5 results")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	before := len(jsonlImages(t, out))
+	if before >= 40 {
+		t.Fatalf("the child finished (%d results) before the kill; the test proves nothing", before)
+	}
+	if _, stderr, code := runArgs(t, argv...); code != 0 {
+		t.Fatalf("resume: exit %d %s", code, stderr)
+	}
+	got := jsonlImages(t, out)
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g]++
+	}
+	if len(got) != 40 || len(seen) != 40 {
+		t.Errorf("after the kill at %d results and a resume: %d lines, %d distinct photos (want 40 and 40)", before, len(got), len(seen))
+	}
+	t.Logf("killed after %d results; resumed to %d", before, len(got))
 }
