@@ -175,11 +175,9 @@ func TestMetrics(t *testing.T) {
 			}
 		})
 	}
-	if a, ok := binaryAUC([]float64{0.1, 0.4, 0.35, 0.8}, []bool{false, false, true, true}); !ok || a != 0.75 {
-		t.Errorf("binaryAUC = %v, %v; want 0.75 (sklearn roc_auc_score example)", a, ok)
-	}
-	if got := hayashiFromFloat(20.4); got != 1 {
-		t.Errorf("hayashiFromFloat(20.4) = %d, want 1", got)
+	// Count-rule accuracy rounds estimated counts before ACNE04's rule: 20.4 -> 20 -> grade 1.
+	if m := ComputeMetrics([][]float64{{0, 1, 0, 0}}, []int{1}, []float64{20.4}, []float64{20}); m.CountAcc != 1 || math.Abs(m.CountMAE-0.4) > 1e-12 {
+		t.Errorf("count metrics %+v", m)
 	}
 }
 
