@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/olekukonko/tablewriter"
@@ -33,7 +34,7 @@ type graderBench struct {
 
 func runQuantizeGrader(app *App, opts *quantizeOptions, m quant.Method, in, out string) error {
 	var keep []string
-	if !sameStrings(opts.Keep, quant.DefaultKeep) {
+	if !slices.Equal(opts.Keep, quant.DefaultKeep) {
 		keep = opts.Keep
 	}
 	conv, err := quant.ConvertGrader(in, out, quant.ConvertOptions{Method: m, Keep: keep, Options: quant.Options{NoDoubleQuant: opts.NoDoubleQuant}})
@@ -56,18 +57,6 @@ func runQuantizeGrader(app *App, opts *quantizeOptions, m quant.Method, in, out 
 		}
 	}
 	return writeQuantizeReport(opts.Report, rep)
-}
-
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func benchGrader(opts *quantizeOptions, in, out string) (*graderBench, error) {

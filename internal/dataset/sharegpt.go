@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -540,14 +539,4 @@ func WriteShareGPT(path string, samples []ShareGPTSample) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(samples)
 	})
-}
-
-// sortedKeys returns a map's keys sorted.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 )
 
@@ -116,7 +118,7 @@ func Split(records []Record, opts SplitOptions) ([]Record, error) {
 			votes[GradeKey(&records[i])]++
 		}
 		best := ""
-		for _, k := range sortedKeys(votes) {
+		for _, k := range slices.Sorted(maps.Keys(votes)) {
 			if best == "" || votes[k] > votes[best] {
 				best = k
 			}
@@ -125,7 +127,7 @@ func Split(records []Record, opts SplitOptions) ([]Record, error) {
 		strata[best] = append(strata[best], g)
 	}
 	out := append([]Record(nil), records...)
-	for _, stratum := range sortedKeys(strata) {
+	for _, stratum := range slices.Sorted(maps.Keys(strata)) {
 		gs := strata[stratum]
 		sort.Slice(gs, func(i, j int) bool { return gs[i].key < gs[j].key })
 		h := fnv.New64a()

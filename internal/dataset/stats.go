@@ -2,6 +2,8 @@ package dataset
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 )
 
@@ -80,14 +82,14 @@ func ComputeStats(records []Record) *Stats {
 			srcSplits[r.SourceID][r.Split]++
 		}
 	}
-	st.Splits = sortedKeys(st.Counts)
-	st.Grades = sortedKeys(grades)
+	st.Splits = slices.Sorted(maps.Keys(st.Counts))
+	st.Grades = slices.Sorted(maps.Keys(grades))
 	for _, t := range append(append([]string(nil), LesionTypes...), "total") {
 		if v := perType[t]; len(v) > 0 {
 			st.Lesions = append(st.Lesions, summarise(t, v))
 		}
 	}
-	for _, k := range sortedKeys(sizes) {
+	for _, k := range slices.Sorted(maps.Keys(sizes)) {
 		st.Sizes = append(st.Sizes, SizeCount{k, sizes[k]})
 	}
 	sort.SliceStable(st.Sizes, func(i, j int) bool { return st.Sizes[i].Count > st.Sizes[j].Count })

@@ -3,8 +3,9 @@ package eval
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -42,7 +43,7 @@ func ParseGateMetrics(list []string) ([]string, error) {
 				continue
 			}
 			if _, ok := known[name]; !ok {
-				return nil, fmt.Errorf("unknown gate metric %q (known: %s)", name, strings.Join(sortedKeys(known), ", "))
+				return nil, fmt.Errorf("unknown gate metric %q (known: %s)", name, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
 			}
 			out = append(out, name)
 		}
@@ -99,13 +100,4 @@ func GateFailures(checks []GateCheck) []GateCheck {
 		}
 	}
 	return f
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,6 +2,7 @@ package knowledge
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -197,7 +198,7 @@ func (kb *KB) Analyze(in Input) Analysis {
 		a.Notes = append(a.Notes, fmt.Sprintf("implausible age %d ignored", *in.Age))
 		st.age = nil
 	}
-	for _, t := range sortedKeys(in.Lesions) {
+	for _, t := range slices.Sorted(maps.Keys(in.Lesions)) {
 		v := in.Lesions[t]
 		if !slices.Contains(lesionTypes, t) {
 			a.Notes = append(a.Notes, fmt.Sprintf("unknown lesion type %q ignored", t))
@@ -461,21 +462,21 @@ func (k *Cond) eval(st *state) (bool, []string) {
 		}
 		why = append(why, fmt.Sprintf("age %d ≤ %d", *st.age, *k.MaxAge))
 	}
-	for _, t := range sortedKeys(k.LesionMin) {
+	for _, t := range slices.Sorted(maps.Keys(k.LesionMin)) {
 		n := st.lesions[t]
 		if n < k.LesionMin[t] {
 			return false, nil
 		}
 		why = append(why, fmt.Sprintf("%s %g ≥ %g", t, n, k.LesionMin[t]))
 	}
-	for _, t := range sortedKeys(k.LesionMax) {
+	for _, t := range slices.Sorted(maps.Keys(k.LesionMax)) {
 		n := st.lesions[t]
 		if n > k.LesionMax[t] {
 			return false, nil
 		}
 		why = append(why, fmt.Sprintf("%s %g ≤ %g", t, n, k.LesionMax[t]))
 	}
-	for _, t := range sortedKeys(k.LesionShareMin) {
+	for _, t := range slices.Sorted(maps.Keys(k.LesionShareMin)) {
 		if st.total <= 0 {
 			return false, nil
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 
 	"go.yaml.in/yaml/v3"
@@ -261,7 +263,7 @@ func (kb *KB) merge(over *KB, root *yaml.Node, file string) error {
 		}
 	}
 	var problems []string
-	for _, section := range sortedKeys(over.Remove) {
+	for _, section := range slices.Sorted(maps.Keys(over.Remove)) {
 		ids := over.Remove[section]
 		var missing []string
 		switch section {

@@ -2,6 +2,7 @@ package knowledge
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -125,12 +126,12 @@ func (kb *KB) Validate() error {
 	if len(kb.Sources) == 0 {
 		c.addf(top, "sources", "the source registry is empty")
 	}
-	for _, id := range sortedKeys(kb.Sources) {
+	for _, id := range slices.Sorted(maps.Keys(kb.Sources)) {
 		if strings.TrimSpace(kb.Sources[id].Title) == "" {
 			c.addf(top, "sources "+id, "missing title")
 		}
 	}
-	for _, section := range sortedKeys(kb.Remove) {
+	for _, section := range slices.Sorted(maps.Keys(kb.Remove)) {
 		if !slices.Contains(removableSections, section) {
 			c.addf(top, "remove", "unknown section %q", section)
 		}
@@ -409,7 +410,7 @@ func (kb *KB) checkScales(c *checker, top pos) {
 					c.addf(g.pos, gw, "crosswalk: %s is %q but internal/severity (authoritative) maps it to %s", other, got, wantText)
 				}
 			}
-			for _, k := range sortedKeys(g.Crosswalk) {
+			for _, k := range slices.Sorted(maps.Keys(g.Crosswalk)) {
 				if _, err := severity.ParseScale(k); err != nil || severity.Scale(k) == scale {
 					c.addf(g.pos, gw, "crosswalk: unexpected key %q", k)
 				}
@@ -483,7 +484,7 @@ func (c *checker) cond(p pos, what string, k *Cond) {
 		m    map[string]float64
 	}{{"lesion_min", k.LesionMin}, {"lesion_max", k.LesionMax}, {"lesion_share_min", k.LesionShareMin}} {
 		name := f.name
-		for _, t := range sortedKeys(f.m) {
+		for _, t := range slices.Sorted(maps.Keys(f.m)) {
 			v := f.m[t]
 			if !slices.Contains(lesionTypes, t) {
 				c.addf(p, what, "%s: unknown lesion type %q (want one of %s)", name, t, strings.Join(lesionTypes, ", "))
@@ -518,14 +519,4 @@ func (k *Cond) empty() bool {
 	return len(k.Keywords) == 0 && len(k.AndKeywords) == 0 && k.Gender == "" && k.MinAge == nil &&
 		k.MaxAge == nil && len(k.LesionMin) == 0 && len(k.LesionMax) == 0 && len(k.LesionShareMin) == 0 &&
 		k.GradeMin == nil && len(k.Constitution) == 0 && k.MaxProbabilityBelow == nil
-}
-
-// sortedKeys returns a map's keys in order, for deterministic messages and output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 )
 
@@ -106,23 +107,11 @@ func (c *Checkpoint) Float32(name string, want []int) ([]float32, error) {
 		return nil, fmt.Errorf("checkpoint %s: %s: %w", c.Dir, name, ErrNotFound)
 	}
 	info, _ := f.Info(name)
-	if want != nil && !sameShape(info.Shape, want) {
+	if want != nil && !slices.Equal(info.Shape, want) {
 		return nil, fmt.Errorf("checkpoint %s: tensor %s has shape %v, want %v", c.Dir, name, info.Shape, want)
 	}
 	v, _, err := f.Float32(name)
 	return v, err
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Bytes returns a tensor's raw bytes (a view of the mapping, valid until Close).
