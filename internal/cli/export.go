@@ -55,51 +55,41 @@ func runExport(app *App, opts *exportOptions) error {
 	if opts.Adapter == "" || opts.Out == "" {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--adapter and --out are required")}
 	}
-	if !opts.Merge {
-		cfg, err := lora.LoadConfig(opts.Adapter)
+	if opts.Merge && opts.Model == "" {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--merge needs --model (the base checkpoint)")}
+	}
+	cfg, err := lora.LoadConfig(opts.Adapter)
+	if err != nil {
+		return err
+	}
+	// With a base model, check that the adapter really loads onto it (and merge it if asked).
+	var m *qwen.Model
+	var names []string
+	if opts.Model != "" {
+		backend, err := mlbackend.New(opts.Backend)
 		if err != nil {
 			return err
 		}
-		if opts.Model != "" {
-			backend, err := mlbackend.New(opts.Backend)
-			if err != nil {
-				return err
-			}
-			m, err := qwen.Load(opts.Model, backend)
-			if err != nil {
-				return err
-			}
-			if _, _, err := m.LoadAdapter(opts.Adapter); err != nil {
-				return err
-			}
+		if m, err = qwen.Load(opts.Model, backend); err != nil {
+			return err
 		}
-		for _, name := range []string{lora.ConfigName, lora.WeightsName} {
-			if err := copyFileAtomic(filepath.Join(opts.Adapter, name), filepath.Join(opts.Out, name)); err != nil {
-				return err
-			}
+		if _, names, err = m.LoadAdapter(opts.Adapter); err != nil {
+			return err
 		}
-		fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g) to %s\n", cfg.R, cfg.Alpha, opts.Out)
+	}
+	if opts.Merge {
+		if err := qwen.ExportMerged(opts.Model, opts.Out, m.Ctx, qwen.ExportOptions{ShardBytes: opts.ShardMB << 20}); err != nil {
+			return err
+		}
+		fmt.Fprintf(app.Out, "merged %d adapted layers into %s; wrote %s\n", len(names), opts.Model, opts.Out)
 		return nil
 	}
-	if opts.Model == "" {
-		return &ExitError{Code: 2, Err: fmt.Errorf("--merge needs --model (the base checkpoint)")}
+	for _, name := range []string{lora.ConfigName, lora.WeightsName} {
+		if err := copyFileAtomic(filepath.Join(opts.Adapter, name), filepath.Join(opts.Out, name)); err != nil {
+			return err
+		}
 	}
-	backend, err := mlbackend.New(opts.Backend)
-	if err != nil {
-		return err
-	}
-	m, err := qwen.Load(opts.Model, backend)
-	if err != nil {
-		return err
-	}
-	_, names, err := m.LoadAdapter(opts.Adapter)
-	if err != nil {
-		return err
-	}
-	if err := qwen.ExportMerged(opts.Model, opts.Out, m.Ctx, qwen.ExportOptions{ShardBytes: opts.ShardMB << 20}); err != nil {
-		return err
-	}
-	fmt.Fprintf(app.Out, "merged %d adapted layers into %s; wrote %s\n", len(names), opts.Model, opts.Out)
+	fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g) to %s\n", cfg.R, cfg.Alpha, opts.Out)
 	return nil
 }
 
