@@ -2,8 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -85,22 +83,10 @@ func runExport(app *App, opts *exportOptions) error {
 		return nil
 	}
 	for _, name := range []string{lora.ConfigName, lora.WeightsName} {
-		if err := copyFileAtomic(filepath.Join(opts.Adapter, name), filepath.Join(opts.Out, name)); err != nil {
+		if err := fsutil.CopyFileAtomic(filepath.Join(opts.Adapter, name), filepath.Join(opts.Out, name)); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g) to %s\n", cfg.R, cfg.Alpha, opts.Out)
 	return nil
-}
-
-func copyFileAtomic(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("copy: %w", err)
-	}
-	defer in.Close()
-	return fsutil.WriteAtomic(dst, 0o644, func(w io.Writer) error {
-		_, err := io.Copy(w, in)
-		return err
-	})
 }

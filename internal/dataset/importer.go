@@ -250,10 +250,7 @@ func copyFileAtomic(src, dst string) error {
 	if dst0, err := os.Stat(dst); err == nil && dst0.Size() == sst.Size() {
 		return nil
 	}
-	return fsutil.WriteAtomic(dst, 0o644, func(w io.Writer) error {
-		_, err := io.Copy(w, in)
-		return err
-	})
+	return fsutil.CopyFileAtomic(src, dst)
 }
 
 // imageSize reads the dimensions from an image header.

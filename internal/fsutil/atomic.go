@@ -52,3 +52,16 @@ func WriteAtomic(path string, perm os.FileMode, write func(w io.Writer) error) (
 	}
 	return nil
 }
+
+// CopyFileAtomic copies src to dst atomically (dst is 0644).
+func CopyFileAtomic(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer in.Close()
+	return WriteAtomic(dst, 0o644, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}

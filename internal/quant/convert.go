@@ -2,7 +2,6 @@ package quant
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -200,16 +199,7 @@ func copyOtherFiles(in, out string) error {
 		if !e.Type().IsRegular() || n == "config.json" || n == safetensors.IndexName || strings.HasSuffix(n, ".safetensors") || strings.HasPrefix(n, ".") {
 			continue
 		}
-		src, err := os.Open(filepath.Join(in, n))
-		if err != nil {
-			return fmt.Errorf("copy %s: %w", n, err)
-		}
-		err = fsutil.WriteAtomic(filepath.Join(out, n), 0o644, func(w io.Writer) error {
-			_, err := io.Copy(w, src)
-			return err
-		})
-		src.Close()
-		if err != nil {
+		if err := fsutil.CopyFileAtomic(filepath.Join(in, n), filepath.Join(out, n)); err != nil {
 			return fmt.Errorf("copy %s to %s: %w", n, out, err)
 		}
 	}

@@ -3,7 +3,6 @@ package qwen
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,18 +117,10 @@ func ExportMerged(baseDir, out string, ctx *context.Context, opts ExportOptions)
 // CopySideFiles copies config, tokenizer, processor and generation files atomically.
 func CopySideFiles(from, to string) error {
 	for _, name := range sideFiles {
-		src, err := os.Open(filepath.Join(from, name))
-		if os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(from, name)); os.IsNotExist(err) {
 			continue
-		} else if err != nil {
-			return fmt.Errorf("copy %s: %w", name, err)
 		}
-		err = fsutil.WriteAtomic(filepath.Join(to, name), 0o644, func(w io.Writer) error {
-			_, err := io.Copy(w, src)
-			return err
-		})
-		src.Close()
-		if err != nil {
+		if err := fsutil.CopyFileAtomic(filepath.Join(from, name), filepath.Join(to, name)); err != nil {
 			return err
 		}
 	}
