@@ -2,6 +2,7 @@ package qwen
 
 import (
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -72,27 +73,47 @@ func TestParityWithTransformers(t *testing.T) {
 	}
 	got, _ := tensorsFloat32(feat)
 	H := len(fx.VisionFeatures[0])
+	var featDiff maxDiff
 	for r, row := range fx.VisionFeatures {
 		for c, want := range row {
+			featDiff.add(got[r*H+c], want)
 			if d := math.Abs(float64(got[r*H+c] - want)); d > 1e-4 {
 				t.Fatalf("vision feature [%d,%d] = %v, transformers %v", r, c, got[r*H+c], want)
 			}
 		}
 	}
+	t.Logf("vision features %dx%d: %v", len(fx.VisionFeatures), H, featDiff)
 	gc := m.Generation
 	gc.MaxNewTokens = len(fx.GreedyIDs)
 	gens, err := m.Generate([]Prompt{p}, gc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var logitDiff maxDiff
 	for i, want := range fx.LastLogits {
+		logitDiff.add(gens[0].FirstLogits[i], want)
 		if d := math.Abs(float64(gens[0].FirstLogits[i] - want)); d > 1e-4 {
 			t.Fatalf("last-position logit %d = %v, transformers %v", i, gens[0].FirstLogits[i], want)
 		}
 	}
+	t.Logf("last-position logits (%d): %v", len(fx.LastLogits), logitDiff)
 	if !slices.Equal(gens[0].TokenIDs, trimStops(fx.GreedyIDs, gc.StopTokens)) {
 		t.Errorf("greedy continuation %v, transformers %v", gens[0].TokenIDs, fx.GreedyIDs)
 	}
+}
+
+// maxDiff tracks the largest absolute difference and the largest relative one
+// (|got-want| / max(|want|, 1e-3)) over a comparison.
+type maxDiff struct{ abs, rel float64 }
+
+func (m *maxDiff) add(got, want float32) {
+	d := math.Abs(float64(got - want))
+	m.abs = max(m.abs, d)
+	m.rel = max(m.rel, d/max(math.Abs(float64(want)), 1e-3))
+}
+
+func (m maxDiff) String() string {
+	return fmt.Sprintf("max |Δ| %.3g, max rel %.3g", m.abs, m.rel)
 }
 
 func trimStops(ids, stops []int) []int {

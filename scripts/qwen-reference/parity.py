@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
 """Parity fixture for acdtcm's Go Qwen2.5-VL against Hugging Face transformers.
 
-Needs torch + transformers (the GPU machine has them; the Go machines do not). The tiny
-checkpoint is made by acdtcm itself, deterministically, so the Go test can rebuild the same
-weights without committing them:
+Needs torch + transformers. The tiny checkpoint is made by acdtcm itself, deterministically, so
+the Go test can rebuild the same weights without committing them:
 
-    acdtcm model init --preset tiny --seed 7 --out /tmp/qwen-tiny      # on the Go machine
+    go run ./cmd/acdtcm model init --preset tiny --seed 7 --out /tmp/qwen-tiny
     python3 scripts/qwen-reference/parity.py /tmp/qwen-tiny            # where transformers is
+
+On a machine without PyPI (Debian python3-torch 1.13 + transformers 4.50 sources on PYTHONPATH,
+see scripts/pyshim/README.md):
+
+    scripts/pyref-env.sh python3 scripts/qwen-reference/parity.py /tmp/qwen-tiny
+
+The checkpoint has only tokenizer.json and no chat template; refckpt.reference_dir adds the
+slow-tokenizer files and Qwen2.5-VL's chat template derived from it (see refckpt.py).
 
 It records, for one image + text prompt rendered with the chat template: the vision tower's
 merged features, the logits of the last prompt position, and an 8-token greedy continuation,
@@ -22,6 +29,9 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from refckpt import reference_dir  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "..", "internal", "qwen", "testdata", "parity")
 IMAGE = os.path.join(HERE, "..", "..", "internal", "qwen", "testdata", "imageproc", "wide-down.png")
@@ -29,7 +39,7 @@ QUESTION = "Grade the acne."
 
 
 def main():
-    ckpt = sys.argv[1]
+    ckpt = reference_dir(sys.argv[1])
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(ckpt, torch_dtype=torch.float32, attn_implementation="eager").eval()
     processor = AutoProcessor.from_pretrained(ckpt, use_fast=False)
