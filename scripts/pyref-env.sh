@@ -14,7 +14,8 @@ for d in transformers/src peft/src hub/src accelerate/src; do
 	fi
 done
 export PYTHONPATH="$here/pyshim:$ref/transformers/src:$ref/peft/src:$ref/hub/src:$ref/accelerate/src${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
+# PYTHONHASHSEED: PEFT keeps target_modules in a set, so its saved order follows string hashing.
+export PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 # Debian's torch, not whatever python3 a version manager puts first on PATH.
 if [ "${1:-}" = python3 ] || [ "${1:-}" = python ]; then
 	shift

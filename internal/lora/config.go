@@ -216,9 +216,18 @@ func LoadConfig(dir string) (*Config, error) {
 	return &c, nil
 }
 
-// Save writes adapter_config.json atomically.
+// Save writes adapter_config.json atomically. rank_pattern and alpha_pattern are written as
+// {} when empty, as PEFT writes them: PEFT 0.15's PeftModel.from_pretrained fails on null
+// there (it calls .keys() on them).
 func (c *Config) Save(dir string) error {
-	data, err := json.MarshalIndent(c, "", "  ")
+	out := *c
+	if out.RankPattern == nil {
+		out.RankPattern = map[string]int{}
+	}
+	if out.AlphaPattern == nil {
+		out.AlphaPattern = map[string]float64{}
+	}
+	data, err := json.MarshalIndent(&out, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode adapter config: %w", err)
 	}

@@ -178,3 +178,32 @@ func TestApplyGradientFiniteDifferences(t *testing.T) {
 		}
 	}
 }
+
+// TestSavedConfigHasPatternDicts: PEFT 0.15 fails to load an adapter_config.json whose
+// rank_pattern/alpha_pattern are null (PeftModel.from_pretrained calls .keys() on them).
+func TestSavedConfigHasPatternDicts(t *testing.T) {
+	c, err := NewConfig(4, 8, 0, DefaultTargets, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := c.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, ConfigName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"rank_pattern", "alpha_pattern"} {
+		if m, ok := doc[key].(map[string]any); !ok || len(m) != 0 {
+			t.Errorf("%s = %v, want {}", key, doc[key])
+		}
+	}
+	if c.RankPattern != nil || c.AlphaPattern != nil {
+		t.Error("Save changed the config it saved")
+	}
+}

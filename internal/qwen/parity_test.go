@@ -15,7 +15,10 @@ import (
 	"github.com/acdtcm/acdtcm/internal/tokenizer"
 )
 
-type parityFixture struct {
+// referenceFixture is what scripts/qwen-reference/parity.py (and, with an adapter,
+// scripts/peft-reference/peft_exchange.py) record from Hugging Face transformers for one image
+// + question prompt on the tiny seed-7 checkpoint.
+type referenceFixture struct {
 	Question       string      `json:"question"`
 	Image          string      `json:"image"`
 	InputIDs       []int       `json:"input_ids"`
@@ -23,21 +26,30 @@ type parityFixture struct {
 	VisionFeatures [][]float32 `json:"vision_features"`
 	LastLogits     []float32   `json:"last_logits"`
 	GreedyIDs      []int       `json:"greedy_ids"`
+	// AdaptedModules are the modules PEFT put LoRA layers on (peft_exchange.py only).
+	AdaptedModules []string `json:"adapted_modules"`
 }
 
-// TestParityWithTransformers compares with the fixture written by
-// scripts/qwen-reference/parity.py (Hugging Face transformers on the same deterministic tiny
-// checkpoint). The fixture needs a machine with transformers; until it is committed the test
-// skips and says so.
-func TestParityWithTransformers(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "parity", "tiny-seed7.json"))
-	if err != nil {
-		t.Skip("skipping: no transformers parity fixture yet (run scripts/qwen-reference/parity.py where transformers is installed)")
+// readReference reads a reference fixture; ok is false when the file does not exist.
+func readReference(t *testing.T, path string) (fx referenceFixture, ok bool) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return fx, false
 	}
-	var fx parityFixture
-	if err := json.Unmarshal(data, &fx); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := json.Unmarshal(data, &fx); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return fx, true
+}
+
+// tinySeed7 builds the deterministic checkpoint the reference scripts were run on
+// (acdtcm model init --preset tiny --seed 7) and loads it with the pure-Go backend.
+func tinySeed7(t *testing.T) *Model {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tiny")
 	if _, err := InitCheckpoint(dir, InitOptions{Preset: PresetTiny, Seed: 7}); err != nil {
 		t.Fatal(err)
@@ -50,6 +62,14 @@ func TestParityWithTransformers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// checkAgainstReference runs the fixture's prompt through m and compares prompt ids, merged
+// vision features and last-position logits (each to 1e-4, float32) and the greedy
+// continuation with what transformers recorded, logging the largest differences.
+func checkAgainstReference(t *testing.T, m *Model, fx referenceFixture) {
+	t.Helper()
 	f, err := os.Open(filepath.Join("..", "..", fx.Image))
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +120,17 @@ func TestParityWithTransformers(t *testing.T) {
 	if !slices.Equal(gens[0].TokenIDs, trimStops(fx.GreedyIDs, gc.StopTokens)) {
 		t.Errorf("greedy continuation %v, transformers %v", gens[0].TokenIDs, fx.GreedyIDs)
 	}
+}
+
+// TestParityWithTransformers compares with the fixture written by
+// scripts/qwen-reference/parity.py (Hugging Face transformers on the same deterministic tiny
+// checkpoint). Without the fixture the test skips and says so.
+func TestParityWithTransformers(t *testing.T) {
+	fx, ok := readReference(t, filepath.Join("testdata", "parity", "tiny-seed7.json"))
+	if !ok {
+		t.Skip("skipping: no transformers parity fixture (run scripts/qwen-reference/parity.py where transformers is installed; scripts/pyshim/README.md)")
+	}
+	checkAgainstReference(t, tinySeed7(t), fx)
 }
 
 // maxDiff tracks the largest absolute difference and the largest relative one

@@ -1,0 +1,101 @@
+package qwen
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/lora"
+)
+
+// PEFT exchange fixtures (issue #6), in testdata/peft:
+//
+//	acdtcm-adapter/        an adapter written by acdtcm (writeAcdtcmAdapter; deterministic)
+//	acdtcm-adapter.json    what PEFT computes with it (PeftModel.from_pretrained)
+//	peft-adapter/          an adapter made and saved by PEFT (get_peft_model, save_pretrained)
+//	peft-adapter.json      what PEFT computes with it
+//
+// The .json files and peft-adapter/ are written by scripts/peft-reference/peft_exchange.py on
+// the tiny seed-7 checkpoint, with the same prompt as the parity fixture.
+var peftDir = filepath.Join("testdata", "peft")
+
+// acdtcmAdapterTargets adapt every linear layer acdtcm supports: the language model's
+// projections, the vision blocks' qkv/proj and MLPs, and the patch merger's two linears.
+var acdtcmAdapterTargets = append(slices.Clone(lora.DefaultTargets), "qkv", "attn.proj", "mlp.0", "mlp.2")
+
+// writeAcdtcmAdapter saves a LoRA adapter on the tiny seed-7 model as acdtcm makes them
+// (Kaiming-uniform A from a seed) with non-zero B, in PEFT's format with the module names of
+// transformers < 4.52 (the transformers 4.50 the fixture was made with).
+func writeAcdtcmAdapter(t *testing.T, dir string) {
+	t.Helper()
+	m := tinySeed7(t)
+	cfg, err := lora.NewConfig(4, 8, 0, acdtcmAdapterTargets, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BaseModel = "acdtcm model init --preset tiny --seed 7"
+	m.AttachLoRA(cfg, 21)
+	randomizeB(t, m.Ctx, 22)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := lora.Save(m.Ctx, cfg, dir, lora.NamingLegacy); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAcdtcmAdapterFixtureIsCurrent checks that testdata/peft/acdtcm-adapter is what this code
+// writes, so PEFT's reference outputs belong to it. ACDTCM_WRITE_PEFT_FIXTURE=1 rewrites it
+// (then rerun scripts/peft-reference/peft_exchange.py).
+func TestAcdtcmAdapterFixtureIsCurrent(t *testing.T) {
+	committed := filepath.Join(peftDir, "acdtcm-adapter")
+	if os.Getenv("ACDTCM_WRITE_PEFT_FIXTURE") == "1" {
+		writeAcdtcmAdapter(t, committed)
+		t.Logf("wrote %s", committed)
+		return
+	}
+	fresh := filepath.Join(t.TempDir(), "adapter")
+	writeAcdtcmAdapter(t, fresh)
+	for _, name := range []string{lora.ConfigName, lora.WeightsName} {
+		want, err := os.ReadFile(filepath.Join(committed, name))
+		if err != nil {
+			t.Fatalf("%v (ACDTCM_WRITE_PEFT_FIXTURE=1 go test -run %s writes it)", err, t.Name())
+		}
+		got, err := os.ReadFile(filepath.Join(fresh, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from what acdtcm writes now: rewrite it with ACDTCM_WRITE_PEFT_FIXTURE=1 and rerun scripts/peft-reference/peft_exchange.py", name)
+		}
+	}
+}
+
+// checkPEFT loads testdata/peft/<name> onto the tiny seed-7 model and compares with PEFT's
+// outputs for the same adapter.
+func checkPEFT(t *testing.T, name string) {
+	fx, ok := readReference(t, filepath.Join(peftDir, name+".json"))
+	if !ok {
+		t.Skipf("skipping: no PEFT reference for %s (run scripts/peft-reference/peft_exchange.py where transformers and PEFT are installed; scripts/pyshim/README.md)", name)
+	}
+	m := tinySeed7(t)
+	_, modules, err := m.LoadAdapter(filepath.Join(peftDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(modules, fx.AdaptedModules) {
+		t.Fatalf("acdtcm adapted %d modules %v,\nPEFT %d %v", len(modules), modules, len(fx.AdaptedModules), fx.AdaptedModules)
+	}
+	t.Logf("%d adapted modules", len(modules))
+	checkAgainstReference(t, m, fx)
+}
+
+// TestPEFTLoadsAcdtcmAdapter: an adapter acdtcm saved, loaded by PEFT's
+// PeftModel.from_pretrained, gives acdtcm's features, logits and greedy tokens.
+func TestPEFTLoadsAcdtcmAdapter(t *testing.T) { checkPEFT(t, "acdtcm-adapter") }
+
+// TestAcdtcmLoadsPEFTAdapter: an adapter PEFT made and saved (rsLoRA, a rank_pattern, random
+// B) loads with --adapter and gives PEFT's features, logits and greedy tokens.
+func TestAcdtcmLoadsPEFTAdapter(t *testing.T) { checkPEFT(t, "peft-adapter") }
