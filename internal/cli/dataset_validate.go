@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/acdtcm/acdtcm/internal/imageio"
+	"github.com/acdtcm/acdtcm/internal/imgmatch"
 	"github.com/acdtcm/acdtcm/internal/validate"
 )
 
@@ -28,6 +29,7 @@ type datasetValidateOptions struct {
 	MaxPixels      int64
 	MaxBytes       int64
 	PHashThreshold int
+	MatchInliers   int
 	Workers        int
 	MaxShown       int
 	NoProgress     bool
@@ -60,6 +62,11 @@ it names, and reports problems without changing anything:
                   --phash-threshold bits; a warning when they span splits. The report also
                   says how many source_id groups fall inside one near-duplicate group and
                   flags groups whose severity grades differ.
+  augmented       copies of one photo after crop, rotation, shear, mirror, brightness and
+                  noise changes (training augmentations), found by local-feature matching:
+                  keypoints with binary descriptors, an index proposing image pairs, and an
+                  affine fit that at least --match-inliers keypoints must agree with; linked
+                  pairs chain into groups. A warning when a group spans splits.
   source_leak     one source_id in several splits
 
 The text report has a summary table, the findings grouped by check, class balance per split,
@@ -82,6 +89,7 @@ be read.`,
 	f.Int64Var(&opts.MaxPixels, "max-pixels", imageio.DefaultMaxPixels, "largest image accepted, in pixels (width*height from the header)")
 	f.Int64Var(&opts.MaxBytes, "max-bytes", imageio.DefaultMaxBytes, "largest image file accepted, in bytes")
 	f.IntVar(&opts.PHashThreshold, "phash-threshold", validate.DefaultPHashThreshold, "near-duplicate threshold: Hamming distance of 64-bit perceptual hashes (-1 disables)")
+	f.IntVar(&opts.MatchInliers, "match-inliers", imgmatch.DefaultMinInliers, "augmented-copy check: fewest keypoints agreeing with the fitted affine map (-1 disables the check, which costs about as much CPU time as decoding)")
 	f.IntVar(&opts.Workers, "workers", 0, "images checked in parallel (0 = number of CPUs)")
 	f.IntVar(&opts.MaxShown, "max-shown", 20, "findings listed per check in the text report (0 = all; --json has all)")
 	f.BoolVar(&opts.NoProgress, "no-progress", false, "never show the progress bar")
@@ -96,12 +104,16 @@ func runDatasetValidate(ctx context.Context, app *App, opts *datasetValidateOpti
 	if opts.MaxPixels <= 0 || opts.MaxBytes <= 0 {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--max-pixels and --max-bytes must be positive (got %d, %d)", opts.MaxPixels, opts.MaxBytes)}
 	}
+	if opts.MatchInliers == 0 || opts.MatchInliers < -1 {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--match-inliers must be positive, or -1 to disable the check (got %d)", opts.MatchInliers)}
+	}
 	if opts.PHashThreshold > 64 {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--phash-threshold %d exceeds the 64 bits of the hash", opts.PHashThreshold)}
 	}
 	vopts := validate.Options{
 		Limits:         imageio.Limits{MaxPixels: opts.MaxPixels, MaxBytes: opts.MaxBytes},
 		PHashThreshold: opts.PHashThreshold,
+		MatchInliers:   opts.MatchInliers,
 		Workers:        opts.Workers,
 	}
 	var bar *progressbar.ProgressBar

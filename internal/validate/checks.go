@@ -208,28 +208,37 @@ func nearGroups(ok []*entry, threshold int) (groups [][]*entry, maxDist []int) {
 			}
 		}
 	}
+	return linkedGroups(u, ok, far, maxInt)
+}
+
+func maxInt(a, b int) int { return max(a, b) }
+
+// linkedGroups returns the connected groups of two or more images of u, in manifest order,
+// each with its images' scores folded by combine.
+func linkedGroups(u unionFind, ok []*entry, score []int, combine func(a, b int) int) (groups [][]*entry, scores []int) {
 	index := map[int]int{}
+	var all [][]*entry
+	var allScores []int
 	for i := range ok {
 		r := u.find(i)
 		gi, seen := index[r]
 		if !seen {
-			gi = len(groups)
+			gi = len(all)
 			index[r] = gi
-			groups = append(groups, nil)
-			maxDist = append(maxDist, 0)
+			all = append(all, nil)
+			allScores = append(allScores, score[i])
+		} else {
+			allScores[gi] = combine(allScores[gi], score[i])
 		}
-		groups[gi] = append(groups[gi], ok[i])
-		maxDist[gi] = max(maxDist[gi], far[i])
+		all[gi] = append(all[gi], ok[i])
 	}
-	var outG [][]*entry
-	var outD []int
-	for gi, g := range groups {
+	for gi, g := range all {
 		if len(g) > 1 {
-			outG = append(outG, g)
-			outD = append(outD, maxDist[gi])
+			groups = append(groups, g)
+			scores = append(scores, allScores[gi])
 		}
 	}
-	return outG, outD
+	return groups, scores
 }
 
 // sourceRecovery measures how well the near-duplicate groups reproduce the source_id
@@ -285,9 +294,15 @@ func sourceRecovery(ok []*entry, groups [][]*entry) SourceRecovery {
 	return sr
 }
 
-// addGroup records a duplicate group and its finding.
-func (v *validator) addGroup(kind string, g []*entry, maxDist int) {
-	dg := DuplicateGroup{Kind: kind, MaxDistance: maxDist}
+// addGroup records a duplicate group and its finding; score is the largest hash distance
+// of a "near" group or the fewest inliers of an "augmented" one.
+func (v *validator) addGroup(kind string, g []*entry, score int) {
+	dg := DuplicateGroup{Kind: kind}
+	if kind == "augmented" {
+		dg.MinInliers = score
+	} else {
+		dg.MaxDistance = score
+	}
 	splits := map[string]bool{}
 	sources := map[string]bool{}
 	for _, e := range g {
@@ -325,22 +340,22 @@ func (v *validator) addGroup(kind string, g []*entry, maxDist int) {
 	}
 	first := g[0]
 	what := "byte-identical to"
-	if kind == "near" {
-		what = fmt.Sprintf("near-duplicate (perceptual hash distance up to %d, mirror included) of", maxDist)
+	switch kind {
+	case "near":
+		what = fmt.Sprintf("near-duplicate (perceptual hash distance up to %d, mirror included) of", score)
+	case "augmented":
+		what = fmt.Sprintf("same photo after crop/rotation/shear/mirror/brightness changes (local features, at least %d agreeing keypoints per linked pair) as", score)
 	}
 	msg := fmt.Sprintf("%s %s", what, strings.Join(list, ", "))
 	if len(dg.Grades) > 1 {
 		msg += fmt.Sprintf("; their severity grades differ: %s", strings.Join(dg.Grades, ", "))
 	}
-	sev := map[string]Severity{"exact": SevWarning, "near": SevInfo}[kind]
+	sev := map[string]Severity{"exact": SevWarning, "near": SevInfo, "augmented": SevInfo}[kind]
 	if dg.Leak {
 		msg = fmt.Sprintf("leakage across splits %s: %s", strings.Join(dg.Splits, ", "), msg)
-		sev = map[string]Severity{"exact": SevError, "near": SevWarning}[kind]
+		sev = map[string]Severity{"exact": SevError, "near": SevWarning, "augmented": SevWarning}[kind]
 	}
-	check := CheckDuplicate
-	if kind == "near" {
-		check = CheckNearDuplicate
-	}
+	check := map[string]string{"exact": CheckDuplicate, "near": CheckNearDuplicate, "augmented": CheckAugmented}[kind]
 	v.add(sev, check, first.line, first, "%s", msg)
 }
 

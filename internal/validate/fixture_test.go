@@ -13,6 +13,7 @@ import (
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/imgmatch/imgmatchtest"
 )
 
 const fixtureDir = "testdata/fixture"
@@ -36,11 +37,14 @@ var fixtureLines = []string{
 	`{"image_id":"count","image":"images/g.png","width":64,"height":64,"diagnosis":{"lesion_count":3,"lesions":[{"type":"papule","box":{"x0":1,"y0":1,"x1":5,"y1":5}}]},"split":"train","source_id":"s11"}`,
 	`{"image_id":"size","image":"images/h.png","width":640,"height":480,"split":"train","source_id":"s12"}`,
 	`{"image_id":"b","image":"images/i.png","split":"test","source_id":"s13"}`,
+	`{"image_id":"p","image":"images/p.jpg","split":"train","source_id":"s14"}`,
+	`{"image_id":"p-aug","image":"images/p-aug.jpg","split":"valid","source_id":"s15"}`,
 }
 
 // writeFixture regenerates the fixture dataset (run with -update).
 func writeFixture(t *testing.T) {
 	a := pattern(1, 64, 64)
+	p := imgmatchtest.Texture(12, 320, 320)
 	jpg := jpegBytes(t, pattern(2, 200, 200))
 	files := map[string][]byte{
 		"a.png":         pngBytes(t, a),
@@ -57,6 +61,10 @@ func writeFixture(t *testing.T) {
 		"truncated.jpg": jpg[:len(jpg)/2],
 		"text.jpg":      []byte("this file is a text note, not a photo\n"),
 		"bomb.png":      bombPNG(),
+		"p.jpg":         jpegBytes(t, p),
+		// p mirrored, rotated 8°, cropped by 10%, brightened, with salt and pepper: the
+		// augmented check's case.
+		"p-aug.jpg": jpegBytes(t, imgmatchtest.Warp(p, true, 8, 0, 0.9, 1.1, 0.001)),
 	}
 	if err := os.RemoveAll(fixtureDir); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,8 @@
 // Package validate checks a dataset manifest and its images without modifying anything:
 // schema and value ranges, images that are missing, undecodable or too large, recorded
-// sizes, boxes, lesion counts, exact and perceptual near-duplicate images, and leakage of
-// photos or sources across splits. Every problem becomes a Finding naming the manifest
+// sizes, boxes, lesion counts, exact and perceptual near-duplicate images, augmented copies
+// of one photo (found by local-feature matching), and leakage of photos or sources across
+// splits. Every problem becomes a Finding naming the manifest
 // line and image; a bad record never stops the run.
 package validate
 
@@ -26,12 +27,13 @@ const (
 	CheckLesionCount   = "lesion_count"   // lesion_count inconsistent with the lesions listed
 	CheckDuplicate     = "duplicate"      // byte-identical images
 	CheckNearDuplicate = "near_duplicate" // perceptually near-identical images
+	CheckAugmented     = "augmented"      // copies of one photo after crop, rotation, flip, ...
 	CheckSourceLeak    = "source_leak"    // one source_id in several splits
 )
 
 // Checks lists every check in report order.
 var Checks = []string{CheckManifest, CheckSchema, CheckLabel, CheckImage, CheckSize, CheckBox,
-	CheckLesionCount, CheckDuplicate, CheckNearDuplicate, CheckSourceLeak}
+	CheckLesionCount, CheckDuplicate, CheckNearDuplicate, CheckAugmented, CheckSourceLeak}
 
 // Finding is one problem found in the dataset.
 type Finding struct {
@@ -60,6 +62,9 @@ type Report struct {
 	SourceLeaks     []SourceLeak     `json:"source_leaks"`
 	PHashThreshold  int              `json:"phash_threshold"`
 	SourceRecovery  SourceRecovery   `json:"source_recovery"`
+	// MatchInliers is the augmented-copy threshold used (-1: check off).
+	MatchInliers      int            `json:"match_inliers"`
+	AugmentedRecovery SourceRecovery `json:"augmented_recovery"` // as SourceRecovery, for augmented groups
 }
 
 // SourceRecovery compares the near-duplicate groups with the source_id groups (e.g. the
@@ -107,16 +112,19 @@ type LesionStats struct {
 	BoxAreaMedian     float64        `json:"box_area_median"` // fraction of the image area
 }
 
-// DuplicateGroup is a set of images that are byte-identical (Kind "exact") or whose
-// perceptual hashes are within the threshold, mirror images included (Kind "near").
+// DuplicateGroup is a set of images that are byte-identical (Kind "exact"), whose
+// perceptual hashes are within the threshold, mirror images included (Kind "near"), or
+// that local-feature matching links as copies of one photo under crop, rotation, shear,
+// mirror and brightness changes (Kind "augmented"; linked pairs chain into a group).
 type DuplicateGroup struct {
 	Kind        string   `json:"kind"`
 	Members     []Member `json:"members"`
 	Splits      []string `json:"splits"`
-	Sources     int      `json:"sources"`      // distinct source_ids among members
-	Leak        bool     `json:"leak"`         // members in more than one split
-	Grades      []string `json:"grades"`       // distinct severity grades ("scale:value") of members
-	MaxDistance int      `json:"max_distance"` // largest hash distance of a linking pair (near)
+	Sources     int      `json:"sources"`               // distinct source_ids among members
+	Leak        bool     `json:"leak"`                  // members in more than one split
+	Grades      []string `json:"grades"`                // distinct severity grades ("scale:value") of members
+	MaxDistance int      `json:"max_distance"`          // largest hash distance of a linking pair (near)
+	MinInliers  int      `json:"min_inliers,omitempty"` // fewest agreeing keypoints of a linking pair (augmented)
 }
 
 // Member is one image of a duplicate group.

@@ -120,10 +120,10 @@ func WriteText(w io.Writer, r *Report, opts TextOptions) error {
 		}
 	}
 
-	fmt.Fprintf(ew, "\nDuplicate groups (near: perceptual hash distance <= %d, mirror included)\n", r.PHashThreshold)
+	fmt.Fprintf(ew, "\nDuplicate groups (near: perceptual hash distance <= %d, mirror included; augmented: local-feature match with >= %d agreeing keypoints)\n", r.PHashThreshold, r.MatchInliers)
 	t = newTable(ew)
 	t.Header("kind", "groups", "images", "largest", "across splits", "several source_ids")
-	for _, kind := range []string{"exact", "near"} {
+	for _, kind := range []string{"exact", "near", "augmented"} {
 		groups, images, largest, leaks, mixed := 0, 0, 0, 0, 0
 		for _, g := range r.DuplicateGroups {
 			if g.Kind != kind {
@@ -146,6 +146,10 @@ func WriteText(w io.Writer, r *Report, opts TextOptions) error {
 	}
 	if sr := r.SourceRecovery; sr.Sources > 0 {
 		fmt.Fprintf(ew, "source_id groups (2+ images) entirely inside one near-duplicate group: %d of %d (%d partly); near groups spanning several source_ids: %d\n",
+			sr.Full, sr.Sources, sr.Partial, sr.MixedGroups)
+	}
+	if sr := r.AugmentedRecovery; sr.Sources > 0 && r.MatchInliers >= 0 {
+		fmt.Fprintf(ew, "source_id groups (2+ images) entirely inside one augmented group: %d of %d (%d partly); augmented groups spanning several source_ids: %d\n",
 			sr.Full, sr.Sources, sr.Partial, sr.MixedGroups)
 	}
 	fmt.Fprintf(ew, "\nSource leakage: %s in more than one split\n", plural(len(r.SourceLeaks), "source_id"))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/imageio"
+	"github.com/acdtcm/acdtcm/internal/imgmatch"
 )
 
 // DefaultPHashThreshold is the default largest Hamming distance (of 64 bits) between the
@@ -27,7 +28,11 @@ const DefaultPHashThreshold = 4
 type Options struct {
 	Limits         imageio.Limits // per-image limits; zero fields mean the imageio defaults
 	PHashThreshold int            // near-duplicate Hamming distance; negative disables the check
-	Workers        int            // image workers; 0 means runtime.NumCPU()
+	// MatchInliers is the fewest agreeing keypoints for two images to be augmented copies
+	// of one photo (local-feature matching, imgmatch); 0 means imgmatch.DefaultMinInliers,
+	// negative disables the check.
+	MatchInliers int
+	Workers      int // image workers; 0 means runtime.NumCPU()
 	// Progress, when set, is called after each image is checked with the number done and
 	// the total; calls come from one goroutine at a time.
 	Progress func(done, total int)
@@ -46,6 +51,7 @@ type entry struct {
 	sum     [sha256.Size]byte
 	hash    uint64 // perceptual hash of the image
 	mirror  uint64 // perceptual hash of its horizontal mirror
+	feat    *imgmatch.Features
 }
 
 // ErrManifest marks failures to open or read the manifest itself (the run cannot start).
@@ -78,7 +84,7 @@ func run(ctx context.Context, path string, opts Options) (*validator, error) {
 	}
 	v := &validator{
 		opts:   opts,
-		report: &Report{Manifest: mp, PHashThreshold: opts.PHashThreshold},
+		report: &Report{Manifest: mp, PHashThreshold: opts.PHashThreshold, MatchInliers: opts.matchInliers()},
 		man:    &dataset.Manifest{Path: mp, Dir: filepath.Dir(mp)},
 	}
 	err = dataset.ScanManifest(f, mp, func(line int, rec dataset.Record) error {
@@ -104,6 +110,9 @@ func run(ctx context.Context, path string, opts Options) (*validator, error) {
 	}
 	v.checkGeometry()
 	v.checkDuplicates()
+	if err := v.checkAugmented(ctx); err != nil {
+		return nil, err
+	}
 	v.checkSourceLeaks()
 	v.stats()
 	v.finish()
@@ -208,8 +217,24 @@ func (v *validator) inspect(e *entry) {
 		e.hash, e.mirror, err = PerceptualHashes(img)
 		if err != nil {
 			e.err = fmt.Errorf("image %s: perceptual hash: %w", e.path, err)
+			return
 		}
 	}
+	if v.opts.MatchInliers >= 0 {
+		// An image too small for local features simply takes no part in the check.
+		e.feat, _ = imgmatch.Extract(img, imgmatch.Options{})
+	}
+}
+
+// matchInliers is the effective MatchInliers (-1 when the check is off).
+func (o Options) matchInliers() int {
+	switch {
+	case o.MatchInliers < 0:
+		return -1
+	case o.MatchInliers == 0:
+		return imgmatch.DefaultMinInliers
+	}
+	return o.MatchInliers
 }
 
 // PerceptualHashes returns the 64-bit DCT perceptual hash (goimagehash.PerceptionHash) of
