@@ -6,6 +6,7 @@
 package lora
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -34,26 +35,26 @@ const LanguageModelOnly = `^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_pr
 
 // Config is PEFT's LoraConfig as serialised in adapter_config.json.
 type Config struct {
-	PeftType          string             `json:"peft_type"`
-	TaskType          string             `json:"task_type"`
-	BaseModel         string             `json:"base_model_name_or_path"`
-	R                 int                `json:"r"`
-	Alpha             float64            `json:"lora_alpha"`
-	Dropout           float64            `json:"lora_dropout"`
-	TargetModules     json.RawMessage    `json:"target_modules"`
-	ExcludeModules    json.RawMessage    `json:"exclude_modules,omitempty"`
-	Bias              string             `json:"bias"`
-	UseRSLoRA         bool               `json:"use_rslora"`
-	UseDoRA           bool               `json:"use_dora"`
-	InitLoraWeights   any                `json:"init_lora_weights"`
-	ModulesToSave     []string           `json:"modules_to_save"`
-	RankPattern       map[string]int     `json:"rank_pattern"`
-	AlphaPattern      map[string]float64 `json:"alpha_pattern"`
-	FanInFanOut       bool               `json:"fan_in_fan_out"`
-	InferenceMode     bool               `json:"inference_mode"`
-	Revision          *string            `json:"revision"`
-	LayersToTransform any                `json:"layers_to_transform"`
-	LayersPattern     any                `json:"layers_pattern"`
+	PeftType          string            `json:"peft_type"`
+	TaskType          string            `json:"task_type"`
+	BaseModel         string            `json:"base_model_name_or_path"`
+	R                 int               `json:"r"`
+	Alpha             float64           `json:"lora_alpha"`
+	Dropout           float64           `json:"lora_dropout"`
+	TargetModules     json.RawMessage   `json:"target_modules"`
+	ExcludeModules    json.RawMessage   `json:"exclude_modules,omitempty"`
+	Bias              string            `json:"bias"`
+	UseRSLoRA         bool              `json:"use_rslora"`
+	UseDoRA           bool              `json:"use_dora"`
+	InitLoraWeights   any               `json:"init_lora_weights"`
+	ModulesToSave     []string          `json:"modules_to_save"`
+	RankPattern       Patterns[int]     `json:"rank_pattern"`
+	AlphaPattern      Patterns[float64] `json:"alpha_pattern"`
+	FanInFanOut       bool              `json:"fan_in_fan_out"`
+	InferenceMode     bool              `json:"inference_mode"`
+	Revision          *string           `json:"revision"`
+	LayersToTransform any               `json:"layers_to_transform"`
+	LayersPattern     any               `json:"layers_pattern"`
 
 	targetList  []string
 	targetRegex *regexp2.Regexp
@@ -105,8 +106,18 @@ func (c *Config) compile() error {
 	if c.targetList == nil && c.targetRegex == nil {
 		return fmt.Errorf("target_modules is empty")
 	}
-	c.excludeList, c.excludeRe, err = parseTargets(c.ExcludeModules, "exclude_modules")
-	return err
+	if c.excludeList, c.excludeRe, err = parseTargets(c.ExcludeModules, "exclude_modules"); err != nil {
+		return err
+	}
+	for _, p := range c.RankPattern {
+		if p.Value <= 0 {
+			return fmt.Errorf("rank_pattern %q: rank must be positive, got %d", p.Key, p.Value)
+		}
+	}
+	if err := c.RankPattern.check("rank_pattern"); err != nil {
+		return err
+	}
+	return c.AlphaPattern.check("alpha_pattern")
 }
 
 func parseTargets(raw json.RawMessage, field string) ([]string, *regexp2.Regexp, error) {
@@ -167,36 +178,15 @@ func (c *Config) Targets(module string) bool {
 }
 
 // RankAndScaling returns the rank and scale factor of a module, honouring rank_pattern and
-// alpha_pattern (regex keys matched against the end of the name) and rsLoRA.
+// alpha_pattern (the first key, in file order, that matches the end of the name; see
+// Patterns) and rsLoRA.
 func (c *Config) RankAndScaling(module string) (int, float64) {
-	r, alpha := c.R, c.Alpha
-	for pat, v := range c.RankPattern {
-		if patternMatches(pat, module) {
-			r = v
-		}
-	}
-	for pat, v := range c.AlphaPattern {
-		if patternMatches(pat, module) {
-			alpha = v
-		}
-	}
+	r := c.RankPattern.Lookup(module, c.R)
+	alpha := c.AlphaPattern.Lookup(module, c.Alpha)
 	if c.UseRSLoRA {
 		return r, alpha / math.Sqrt(float64(r))
 	}
 	return r, alpha / float64(r)
-}
-
-func patternMatches(pat, module string) bool {
-	re, err := regexp2.Compile(`(^|.*\.)(?:`+pat+`)$`, regexp2.None)
-	if err != nil {
-		return false
-	}
-	for _, name := range spellings(module) {
-		if ok, _ := re.MatchString(name); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // LoadConfig reads adapter_config.json from an adapter directory.
@@ -217,19 +207,15 @@ func LoadConfig(dir string) (*Config, error) {
 }
 
 // Save writes adapter_config.json atomically. rank_pattern and alpha_pattern are written as
-// {} when empty, as PEFT writes them: PEFT 0.15's PeftModel.from_pretrained fails on null
-// there (it calls .keys() on them).
+// objects in their order, {} when empty (see Patterns.MarshalJSON).
 func (c *Config) Save(dir string) error {
-	out := *c
-	if out.RankPattern == nil {
-		out.RankPattern = map[string]int{}
-	}
-	if out.AlphaPattern == nil {
-		out.AlphaPattern = map[string]float64{}
-	}
-	data, err := json.MarshalIndent(&out, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // regexes such as (?<!visual) stay readable
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(c); err != nil {
 		return fmt.Errorf("encode adapter config: %w", err)
 	}
+	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	return fsutil.WriteFileAtomic(filepath.Join(dir, ConfigName), data, 0o644)
 }

@@ -1,10 +1,12 @@
 package lora
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -51,7 +53,7 @@ func TestTargets(t *testing.T) {
 
 func TestRankAndScaling(t *testing.T) {
 	c := &Config{R: 64, Alpha: 16, TargetModules: json.RawMessage(`["q_proj"]`),
-		RankPattern: map[string]int{`layers\.1\.self_attn\.q_proj`: 8}, AlphaPattern: map[string]float64{`q_proj`: 32}}
+		RankPattern: Patterns[int]{{`layers\.1\.self_attn\.q_proj`, 8}}, AlphaPattern: Patterns[float64]{{`q_proj`, 32}}}
 	if err := c.compile(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +76,108 @@ func TestRankAndScaling(t *testing.T) {
 	}
 }
 
+// TestOverlappingPatterns: when several rank_pattern/alpha_pattern keys match a module, PEFT
+// (get_pattern_key) takes the first in adapter_config.json's order; a key matches the whole
+// name or a "."-suffix, re.match(rf"(.*\.)?({key})$", name). Each config is decoded from
+// JSON, so the order is the file's, and every lookup is repeated to catch map-order luck.
+func TestOverlappingPatterns(t *testing.T) {
+	const (
+		q0   = "model.layers.0.self_attn.q_proj"
+		q1   = "model.layers.1.self_attn.q_proj"
+		k1   = "model.layers.1.self_attn.k_proj"
+		down = "model.layers.1.mlp.down_proj"
+		vis  = "visual.blocks.0.mlp.down_proj"
+	)
+	tests := []struct {
+		name     string
+		patterns string // rank_pattern and alpha_pattern, with r=64 and lora_alpha=16
+		module   string
+		wantR    int
+		wantA    float64
+	}{
+		{"specific first", `"rank_pattern":{"layers\\.1\\.self_attn\\.q_proj":8,"q_proj":4}`, q1, 8, 16},
+		{"specific first, other layer", `"rank_pattern":{"layers\\.1\\.self_attn\\.q_proj":8,"q_proj":4}`, q0, 4, 16},
+		{"general first wins", `"rank_pattern":{"q_proj":4,"layers\\.1\\.self_attn\\.q_proj":8}`, q1, 4, 16},
+		{"alternation vs name", `"alpha_pattern":{"(q|k)_proj":8,"k_proj":32}`, k1, 64, 8},
+		{"name vs alternation", `"alpha_pattern":{"k_proj":32,"(q|k)_proj":8}`, k1, 64, 32},
+		{"no match keeps defaults", `"rank_pattern":{"k_proj":2},"alpha_pattern":{"k_proj":2}`, q1, 64, 16},
+		{"suffix must start at a dot", `"rank_pattern":{"proj":2,"_proj":3,"q_proj":5}`, q1, 5, 16},
+		{"full-name regex", `"rank_pattern":{".*mlp.*":2,"down_proj":3}`, down, 2, 16},
+		{"regex matches the new spelling", `"rank_pattern":{"language_model\\..*":2,"down_proj":3}`, down, 2, 16},
+		{"legacy spelling of the vision tower", `"rank_pattern":{"^visual\\..*":2,"down_proj":3}`, vis, 2, 16},
+		{"new spelling of the vision tower", `"rank_pattern":{"model\\.visual\\..*":6,"down_proj":3}`, vis, 6, 16},
+		{"anchored key misses a suffix", `"rank_pattern":{"^layers\\.1\\..*":2,"down_proj":3}`, down, 3, 16},
+		{"rank and alpha independent", `"rank_pattern":{"q_proj":8,"self_attn\\..*":2},"alpha_pattern":{"self_attn\\..*":4,"q_proj":8}`, q1, 8, 4},
+		{"repeated key keeps its place, last value", `"rank_pattern":{"q_proj":8,"layers\\.1\\..*":2,"q_proj":16}`, q1, 16, 16},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			body := `{"peft_type":"LORA","r":64,"lora_alpha":16,"target_modules":["q_proj"],` + tc.patterns + `}`
+			if err := os.WriteFile(filepath.Join(dir, ConfigName), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := LoadConfig(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				r, s := c.RankAndScaling(tc.module)
+				if r != tc.wantR || math.Abs(s-tc.wantA/float64(tc.wantR)) > 1e-12 {
+					t.Fatalf("%s with %s: r=%d alpha=%g, want r=%d alpha=%g", tc.module, tc.patterns, r, s*float64(r), tc.wantR, tc.wantA)
+				}
+			}
+			// Saving keeps the order (and the values), so a reload decides the same.
+			if err := c.Save(dir); err != nil {
+				t.Fatal(err)
+			}
+			c2, err := LoadConfig(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c2.RankPattern, c.RankPattern) || !reflect.DeepEqual(c2.AlphaPattern, c.AlphaPattern) {
+				t.Errorf("saved patterns %v %v reload as %v %v", c.RankPattern, c.AlphaPattern, c2.RankPattern, c2.AlphaPattern)
+			}
+		})
+	}
+}
+
+func TestPatternsJSON(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Patterns[float64]
+		out  string
+	}{
+		{`null`, nil, `{}`},
+		{`{}`, nil, `{}`},
+		{`{"z":1,"a":2.5,"m":3}`, Patterns[float64]{{"z", 1}, {"a", 2.5}, {"m", 3}}, `{"z":1,"a":2.5,"m":3}`},
+		{`{"b":1,"a":2,"b":3}`, Patterns[float64]{{"b", 3}, {"a", 2}}, `{"b":3,"a":2}`},
+		{`{"(?<!visual)\\.q_proj":8, "x\"y":1}`, Patterns[float64]{{`(?<!visual)\.q_proj`, 8}, {`x"y`, 1}}, `{"(?<!visual)\\.q_proj":8,"x\"y":1}`},
+	}
+	for _, tc := range tests {
+		var p Patterns[float64]
+		if err := json.Unmarshal([]byte(tc.in), &p); err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if !reflect.DeepEqual(p, tc.want) {
+			t.Errorf("%s decodes to %v, want %v", tc.in, p, tc.want)
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf) // as Config.Save
+		enc.SetEscapeHTML(false)
+		err := enc.Encode(p)
+		if out := strings.TrimSpace(buf.String()); err != nil || out != tc.out {
+			t.Errorf("%s encodes to %s (%v), want %s", tc.in, out, err, tc.out)
+		}
+	}
+	for _, bad := range []string{`[]`, `{"a":"x"}`, `"a"`, `{"a":1.5}`} {
+		var p Patterns[int]
+		if err := json.Unmarshal([]byte(bad), &p); err == nil {
+			t.Errorf("%s decodes as rank pattern %v", bad, p)
+		}
+	}
+}
+
 func TestConfigErrorsAndPEFTKeys(t *testing.T) {
 	for _, body := range []string{
 		`{"peft_type":"LORA","r":0,"target_modules":["q_proj"]}`,
@@ -81,6 +185,9 @@ func TestConfigErrorsAndPEFTKeys(t *testing.T) {
 		`{"peft_type":"LORA","r":8,"use_dora":true,"target_modules":["q_proj"]}`,
 		`{"peft_type":"LORA","r":8,"target_modules":"("}`,
 		`{"peft_type":"LORA","r":8}`,
+		`{"peft_type":"LORA","r":8,"target_modules":["q_proj"],"rank_pattern":{"(":4}}`,
+		`{"peft_type":"LORA","r":8,"target_modules":["q_proj"],"alpha_pattern":{"[":4}}`,
+		`{"peft_type":"LORA","r":8,"target_modules":["q_proj"],"rank_pattern":{"q_proj":0}}`,
 	} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, ConfigName), []byte(body), 0o644)
@@ -207,3 +314,4 @@ func TestSavedConfigHasPatternDicts(t *testing.T) {
 		t.Error("Save changed the config it saved")
 	}
 }
+
