@@ -16,6 +16,7 @@ func init() { register(newExportCmd) }
 
 type exportOptions struct {
 	Model, Adapter, Out string
+	PeftNames           string // "" keeps the adapter's key spelling
 	Merge               bool
 	ShardMB             int64
 	Backend             string
@@ -30,8 +31,14 @@ func newExportCmd(app *App) *cobra.Command {
 after checking that it loads, so it can be used with PEFT or vLLM (--enable-lora).
 With --merge, folds the adapter into the base weights (W + s·B·A, in the base dtype) and
 writes a full Hugging Face checkpoint (config, safetensors shards with an index, tokenizer,
-processor and generation files) that transformers and vLLM load without PEFT.`,
+processor and generation files) that transformers and vLLM load without PEFT.
+
+--peft-names rewrites the copy's tensor keys for the transformers it will be used with:
+"legacy" for transformers < 4.52 (model.layers.*, visual.*), "new" for transformers >= 4.52
+(model.language_model.layers.*, model.visual.*). PEFT loads an adapter of the other spelling
+with only a "missing adapter keys" warning, and it then changes nothing.`,
 		Example: `  acdtcm export --adapter runs/lora/checkpoint-best --out export/adapter
+  acdtcm export --adapter runs/lora/checkpoint-best --out export/adapter-tf450 --peft-names legacy
   acdtcm export --merge --model models/Qwen2.5-VL-3B-Instruct --adapter runs/lora/checkpoint-best --out export/merged`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -43,6 +50,7 @@ processor and generation files) that transformers and vLLM load without PEFT.`,
 	f.StringVar(&opts.Adapter, "adapter", "", "PEFT LoRA adapter directory (required)")
 	f.StringVar(&opts.Out, "out", "", "output directory (required)")
 	f.BoolVar(&opts.Merge, "merge", false, "fold the adapter into the base weights")
+	f.StringVar(&opts.PeftNames, "peft-names", "", "write the copy's "+lora.NamingUsage+" (default: as in --adapter)")
 	f.StringVar(&opts.Model, "model", "", "base model directory (required with --merge)")
 	f.Int64Var(&opts.ShardMB, "shard-size", 4096, "maximum shard size in MiB for merged weights")
 	addBackendFlag(cmd, &opts.Backend)
@@ -55,6 +63,16 @@ func runExport(app *App, opts *exportOptions) error {
 	}
 	if opts.Merge && opts.Model == "" {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--merge needs --model (the base checkpoint)")}
+	}
+	var naming lora.Naming
+	if opts.PeftNames != "" {
+		if opts.Merge {
+			return &ExitError{Code: 2, Err: fmt.Errorf("--peft-names applies to adapter copies, not to --merge")}
+		}
+		var err error
+		if naming, err = lora.ParseNaming(opts.PeftNames); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("--peft-names: %w", err)}
+		}
 	}
 	cfg, err := lora.LoadConfig(opts.Adapter)
 	if err != nil {
@@ -80,6 +98,13 @@ func runExport(app *App, opts *exportOptions) error {
 			return err
 		}
 		fmt.Fprintf(app.Out, "merged %d adapted layers into %s; wrote %s\n", len(names), opts.Model, opts.Out)
+		return nil
+	}
+	if opts.PeftNames != "" {
+		if err := lora.Rename(opts.Adapter, opts.Out, naming); err != nil {
+			return err
+		}
+		fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g, %s PEFT names) to %s\n", cfg.R, cfg.Alpha, naming, opts.Out)
 		return nil
 	}
 	for _, name := range []string{lora.ConfigName, lora.WeightsName} {

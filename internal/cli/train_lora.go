@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/acdtcm/acdtcm/internal/lora"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/train"
 )
@@ -39,6 +40,7 @@ func init() {
 		f.IntVar(&loraFlags.MaxPixels, "max-pixels", 0, "qwen-lora: image max_pixels (default: the processor config's)")
 		f.IntVar(&loraFlags.SaveSteps, "save-steps", d.SaveSteps, "qwen-lora: write checkpoint-last every N optimizer steps")
 		f.IntVar(&loraFlags.MaxEvalSamples, "max-eval-samples", 0, "qwen-lora: score at most N validation samples per epoch (0: all)")
+		f.StringVar(&loraFlags.PeftNames, "peft-names", d.PeftNames, "qwen-lora: saved "+lora.NamingUsage+"; PEFT silently ignores keys of the other spelling")
 	})
 }
 
@@ -76,6 +78,9 @@ func runTrainQwenLoRA(ctx context.Context, app *App, opts *trainOptions) error {
 	}
 	if c.EvalData == "" {
 		c.EvalData = c.Data
+	}
+	if _, err := lora.ParseNaming(c.PeftNames); err != nil {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--peft-names: %w", err)}
 	}
 	backend, err := mlbackend.New(opts.Backend)
 	if err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"image"
 	"image/color"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
+	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
@@ -44,7 +47,7 @@ func TestTrainQwenLoRACommand(t *testing.T) {
 	out := filepath.Join(dir, "run")
 	stdout, stderr, code := runArgs(t, "train", "--config", filepath.Join("..", "..", "configs", "train-qwen-lora.yaml"),
 		"--base-model", model, "--data", manifest, "--out", out, "--epochs", "1", "--batch-size", "2", "--grad-accum", "1",
-		"--lora-r", "2", "--warmup-steps", "1", "--progress=false")
+		"--lora-r", "2", "--warmup-steps", "1", "--progress=false", "--peft-names", "legacy")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -58,5 +61,43 @@ func TestTrainQwenLoRACommand(t *testing.T) {
 	}
 	if _, stderr, code := runArgs(t, "train", "--model", "qwen-lora", "--data", manifest); code != 2 || !strings.Contains(stderr, "--base-model") {
 		t.Errorf("missing --base-model: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := runArgs(t, "train", "--model", "qwen-lora", "--base-model", model, "--data", manifest, "--peft-names", "4.50"); code != 2 || !strings.Contains(stderr, "--peft-names") {
+		t.Errorf("bad --peft-names: exit %d, %s", code, stderr)
+	}
+
+	// --peft-names legacy saved transformers < 4.52 keys; export converts both ways.
+	best := filepath.Join(out, "checkpoint-best")
+	checkSpelling := func(dir string, legacy bool) {
+		t.Helper()
+		f, err := safetensors.Open(filepath.Join(dir, lora.WeightsName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for _, k := range f.Names() {
+			if isNew := strings.HasPrefix(k, "base_model.model.model.language_model."); isNew == legacy {
+				t.Errorf("%s: key %s, want legacy=%v spelling", dir, k, legacy)
+			}
+		}
+	}
+	checkSpelling(best, true)
+	asNew, asLegacy := filepath.Join(dir, "export-new"), filepath.Join(dir, "export-legacy")
+	if stdout, stderr, code := runArgs(t, "export", "--adapter", best, "--out", asNew, "--peft-names", "new"); code != 0 || !strings.Contains(stdout, "new PEFT names") {
+		t.Fatalf("export --peft-names new: exit %d %s %s", code, stdout, stderr)
+	}
+	checkSpelling(asNew, false)
+	if stdout, stderr, code := runArgs(t, "export", "--adapter", asNew, "--out", asLegacy, "--peft-names", "legacy"); code != 0 {
+		t.Fatalf("export --peft-names legacy: exit %d %s %s", code, stdout, stderr)
+	}
+	for _, name := range []string{lora.WeightsName, lora.ConfigName} {
+		got, _ := os.ReadFile(filepath.Join(asLegacy, name))
+		want, _ := os.ReadFile(filepath.Join(best, name))
+		if !bytes.Equal(got, want) {
+			t.Errorf("new -> legacy export of the legacy checkpoint: %s differs", name)
+		}
+	}
+	if _, stderr, code := runArgs(t, "export", "--merge", "--model", model, "--adapter", best, "--out", filepath.Join(dir, "m"), "--peft-names", "legacy"); code != 2 || !strings.Contains(stderr, "--peft-names") {
+		t.Errorf("--merge with --peft-names: exit %d, %s", code, stderr)
 	}
 }

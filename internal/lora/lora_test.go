@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
 func TestTargets(t *testing.T) {
@@ -315,3 +317,103 @@ func TestSavedConfigHasPatternDicts(t *testing.T) {
 	}
 }
 
+// TestNamingSaveLoadRename: adapters saved under either naming have exactly that naming's
+// keys, load back to identical weights, and Rename turns one naming's file into the other's
+// byte for byte.
+func TestNamingSaveLoadRename(t *testing.T) {
+	modules := []Module{
+		{"model.layers.0.self_attn.q_proj", 4, 4},
+		{"model.layers.1.mlp.down_proj", 6, 4},
+		{"visual.blocks.0.mlp.gate_proj", 4, 6},
+		{"visual.merger.mlp.0", 8, 8},
+	}
+	cfg, err := NewConfig(2, 4, 0, []string{"q_proj", "down_proj", "gate_proj", "mlp.0"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.New()
+	if got := Attach(ctx, cfg, modules, 5); len(got) != len(modules) {
+		t.Fatalf("adapted %v", got)
+	}
+	for i, m := range Adapted(ctx) { // non-zero B, so B round-trips too
+		a, b, aShape, bShape, s, err := Weights(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range b {
+			b[j] = float32(i+1) * a[j%len(a)]
+		}
+		setAdapter(ctx, m, tensors.FromFlatDataAndDimensions(a, aShape...), tensors.FromFlatDataAndDimensions(b, bShape...), float64(s))
+	}
+	keys := func(prefixes ...string) []string {
+		var out []string
+		for i, m := range []string{"layers.0.self_attn.q_proj", "layers.1.mlp.down_proj", "blocks.0.mlp.gate_proj", "merger.mlp.0"} {
+			for _, matrix := range []string{"lora_A", "lora_B"} {
+				out = append(out, "base_model.model."+prefixes[i/2]+m+"."+matrix+".weight")
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	tests := []struct {
+		flag string
+		want []string
+	}{
+		{"", keys("model.language_model.", "model.visual.")},
+		{"new", keys("model.language_model.", "model.visual.")},
+		{"legacy", keys("model.", "visual.")},
+		{"Legacy", keys("model.", "visual.")},
+	}
+	saved := map[Naming]string{}
+	for _, tc := range tests {
+		naming, err := ParseNaming(tc.flag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := Save(ctx, cfg, dir, naming); err != nil {
+			t.Fatal(err)
+		}
+		saved[naming] = dir
+		if got := weightKeys(t, dir); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("--peft-names %q saves keys\n%v\nwant\n%v", tc.flag, got, tc.want)
+		}
+		ctx2 := context.New()
+		if _, names, err := Load(ctx2, dir, modules); err != nil || len(names) != len(modules) {
+			t.Fatalf("--peft-names %q: load: %v %v", tc.flag, names, err)
+		}
+		for _, m := range modules {
+			a1, b1, _, _, s1, _ := Weights(ctx, m.Name)
+			a2, b2, _, _, s2, err := Weights(ctx2, m.Name)
+			if err != nil || !reflect.DeepEqual(a1, a2) || !reflect.DeepEqual(b1, b2) || s1 != s2 {
+				t.Errorf("--peft-names %q: %s does not round-trip (%v)", tc.flag, m.Name, err)
+			}
+		}
+	}
+	for from, to := range map[Naming]Naming{NamingNew: NamingLegacy, NamingLegacy: NamingNew} {
+		dst := t.TempDir()
+		if err := Rename(saved[from], dst, to); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{WeightsName, ConfigName} {
+			got, _ := os.ReadFile(filepath.Join(dst, name))
+			want, _ := os.ReadFile(filepath.Join(saved[to], name))
+			if !bytes.Equal(got, want) {
+				t.Errorf("Rename %s -> %s: %s differs from a %s save", from, to, name, to)
+			}
+		}
+	}
+	if _, err := ParseNaming("4.50"); err == nil {
+		t.Error("ParseNaming accepts 4.50")
+	}
+}
+
+func weightKeys(t *testing.T, dir string) []string {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(dir, WeightsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return f.Names()
+}

@@ -9,19 +9,45 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/acdtcm/acdtcm/internal/fsutil"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
-// Naming selects the module path spelling of saved adapter keys.
+// Naming selects the module path spelling of saved adapter keys. PEFT matches adapter keys
+// against the module names of the transformers it runs on, and an adapter whose keys do not
+// match loads with only a "missing adapter keys" warning and changes nothing, so the naming
+// must fit the transformers version the adapter is used with. Loading accepts both.
 type Naming int
 
 // Naming schemes of Qwen2.5-VL checkpoints in transformers.
 const (
 	// NamingNew is transformers ≥ 4.52: model.language_model.*, model.visual.*.
 	NamingNew Naming = iota
-	// NamingLegacy is the layout Qwen shipped: model.*, visual.*.
+	// NamingLegacy is transformers < 4.52 (4.49-4.51), the layout Qwen shipped: model.*, visual.*.
 	NamingLegacy
 )
+
+// NamingUsage describes the --peft-names values.
+const NamingUsage = `adapter key spelling: "new" (transformers >= 4.52: model.language_model.*, model.visual.*) or "legacy" (transformers < 4.52: model.*, visual.*)`
+
+// String returns the --peft-names value of a naming.
+func (n Naming) String() string {
+	if n == NamingLegacy {
+		return "legacy"
+	}
+	return "new"
+}
+
+// ParseNaming reads a --peft-names value: "new" (also "") or "legacy".
+func ParseNaming(s string) (Naming, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "new":
+		return NamingNew, nil
+	case "legacy":
+		return NamingLegacy, nil
+	}
+	return 0, fmt.Errorf("unknown PEFT naming %q: want new (transformers >= 4.52) or legacy (transformers < 4.52)", s)
+}
 
 // peftKey is PEFT's state-dict key of a module's adapter matrix ("lora_A" or "lora_B").
 func peftKey(module, matrix string, naming Naming) string {
@@ -72,6 +98,47 @@ func Save(ctx *context.Context, cfg *Config, dir string, naming Naming) error {
 		return err
 	}
 	return cfg.Save(dir)
+}
+
+// Rename copies the adapter directory src to dst with its tensor keys spelled in naming; the
+// tensors' bytes and dtypes and adapter_config.json are copied unchanged. Tensors other than
+// LoRA A/B matrices are errors, as in Load.
+func Rename(src, dst string, naming Naming) error {
+	path := filepath.Join(src, WeightsName)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var ts []safetensors.Tensor
+	seen := map[string]string{}
+	for _, key := range f.Names() {
+		module, matrix, ok := parsePeftKey(key)
+		if !ok {
+			return fmt.Errorf("%s: unsupported adapter tensor %s (only LoRA A/B matrices are supported)", path, key)
+		}
+		name := peftKey(module, matrix, naming)
+		if other, dup := seen[name]; dup {
+			return fmt.Errorf("%s: tensors %s and %s are the same matrix under two namings", path, other, key)
+		}
+		seen[name] = key
+		raw, info, err := f.Bytes(key)
+		if err != nil {
+			return err
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: raw})
+	}
+	if len(ts) == 0 {
+		return fmt.Errorf("%s: no adapter tensors", path)
+	}
+	meta := f.Metadata
+	if meta == nil {
+		meta = map[string]string{"format": "pt"}
+	}
+	if err := safetensors.WriteFile(filepath.Join(dst, WeightsName), ts, meta); err != nil {
+		return err
+	}
+	return fsutil.CopyFileAtomic(filepath.Join(src, ConfigName), filepath.Join(dst, ConfigName))
 }
 
 // Load reads a PEFT LoRA adapter directory into ctx for the given base modules. Adapters

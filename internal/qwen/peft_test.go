@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
 // PEFT exchange fixtures (issue #6), in testdata/peft:
@@ -99,3 +101,75 @@ func TestPEFTLoadsAcdtcmAdapter(t *testing.T) { checkPEFT(t, "acdtcm-adapter") }
 // TestAcdtcmLoadsPEFTAdapter: an adapter PEFT made and saved (rsLoRA, a rank_pattern, random
 // B) loads with --adapter and gives PEFT's features, logits and greedy tokens.
 func TestAcdtcmLoadsPEFTAdapter(t *testing.T) { checkPEFT(t, "peft-adapter") }
+
+// TestSavedNamingMatchesPEFT: with --peft-names legacy, acdtcm saves exactly the tensor keys
+// PEFT wrote under transformers 4.50 for the same config (testdata/peft/peft-adapter), and
+// with new names (the default) those keys in the transformers >= 4.52 spelling. Both load
+// back to identical weights.
+func TestSavedNamingMatchesPEFT(t *testing.T) {
+	fixture := filepath.Join(peftDir, "peft-adapter")
+	cfg, err := lora.LoadConfig(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peftKeys := safetensorsKeys(t, filepath.Join(fixture, lora.WeightsName))
+	var newKeys []string
+	for _, k := range peftKeys {
+		if rest, ok := strings.CutPrefix(k, "base_model.model.model."); ok {
+			k = "base_model.model.model.language_model." + rest
+		} else if rest, ok := strings.CutPrefix(k, "base_model.model.visual."); ok {
+			k = "base_model.model.model.visual." + rest
+		}
+		newKeys = append(newKeys, k)
+	}
+	slices.Sort(newKeys)
+	m := tinySeed7(t)
+	m.AttachLoRA(cfg, 3)
+	randomizeB(t, m.Ctx, 4)
+	tests := []struct {
+		flag string
+		want []string
+	}{
+		{"legacy", peftKeys},
+		{"new", newKeys},
+		{"", newKeys},
+	}
+	for _, tc := range tests {
+		naming, err := lora.ParseNaming(tc.flag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "adapter")
+		if err := lora.Save(m.Ctx, cfg, dir, naming); err != nil {
+			t.Fatal(err)
+		}
+		if got := safetensorsKeys(t, filepath.Join(dir, lora.WeightsName)); !slices.Equal(got, tc.want) {
+			t.Errorf("--peft-names %q saves keys\n%v\nwant\n%v", tc.flag, got, tc.want)
+		}
+		m2 := tinySeed7(t)
+		_, names, err := m2.LoadAdapter(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := lora.Adapted(m.Ctx); !slices.Equal(names, want) {
+			t.Fatalf("--peft-names %q: reloaded %v, want %v", tc.flag, names, want)
+		}
+		for _, name := range names {
+			a1, b1, _, _, s1, _ := lora.Weights(m.Ctx, name)
+			a2, b2, _, _, s2, err := lora.Weights(m2.Ctx, name)
+			if err != nil || !slices.Equal(a1, a2) || !slices.Equal(b1, b2) || s1 != s2 {
+				t.Errorf("--peft-names %q: %s does not round-trip (%v)", tc.flag, name, err)
+			}
+		}
+	}
+}
+
+func safetensorsKeys(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return f.Names()
+}

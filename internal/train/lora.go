@@ -54,6 +54,9 @@ type LoRAConfig struct {
 	Metric                string // validation metric for best/early stopping: accuracy, macro_f1, kappa, val_loss
 	Resume                bool
 	MaxEvalSamples        int
+	// PeftNames is the module spelling of saved adapter keys (lora.ParseNaming): "new" for
+	// transformers >= 4.52, "legacy" for older ones, where PEFT ignores new-named keys.
+	PeftNames string
 }
 
 // DefaultLoRAConfig holds the design's defaults.
@@ -61,7 +64,8 @@ func DefaultLoRAConfig() LoRAConfig {
 	return LoRAConfig{R: 64, Alpha: 16, Dropout: 0.1, Targets: lora.DefaultTargets, LanguageModelOnly: true,
 		LR: 2e-5, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, WarmupSteps: 500, Schedule: "cosine",
 		BatchSize: 8, GradAccum: 4, Epochs: 10, LabelSmoothing: 0.1, ClassWeights: []float64{1, 2, 3, 4},
-		GradeLossWeight: 1, ClipNorm: 1, SaveSteps: 50, Patience: 3, Metric: "macro_f1", Resume: true, TrainSplit: "train", EvalSplit: "valid"}
+		GradeLossWeight: 1, ClipNorm: 1, SaveSteps: 50, Patience: 3, Metric: "macro_f1", Resume: true, TrainSplit: "train", EvalSplit: "valid",
+		PeftNames: lora.NamingNew.String()}
 }
 
 // State is the resumable position of a run.
@@ -105,6 +109,7 @@ type LoRATrainer struct {
 	lossFn   *context.Exec
 	gradeID  []int
 	opts     qwen.LossOptions
+	naming   lora.Naming // key spelling of saved adapters
 }
 
 // NewLoRATrainer loads the base model, attaches (or loads) the adapter and the data.
@@ -114,6 +119,10 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 	}
 	if cfg.Out == "" {
 		return nil, fmt.Errorf("an output directory is required")
+	}
+	naming, err := lora.ParseNaming(cfg.PeftNames)
+	if err != nil {
+		return nil, err
 	}
 	m, err := qwen.Load(cfg.Model, backend)
 	if err != nil {
@@ -125,7 +134,7 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 	if cfg.MaxPixels > 0 {
 		m.Processor.MaxPixels = cfg.MaxPixels
 	}
-	t := &LoRATrainer{Cfg: cfg, Model: m, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
+	t := &LoRATrainer{Cfg: cfg, Model: m, naming: naming, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
 	if cfg.Adapter != "" {
 		if t.LoRA, t.modules, err = m.LoadAdapter(cfg.Adapter); err != nil {
 			return nil, err
@@ -582,7 +591,7 @@ func (t *LoRATrainer) saveCheckpoint(name string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it private
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := lora.Save(t.Model.Ctx, t.LoRA, tmp, lora.NamingNew); err != nil {
+	if err := lora.Save(t.Model.Ctx, t.LoRA, tmp, t.naming); err != nil {
 		return err
 	}
 	var ts []safetensors.Tensor
