@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,7 +88,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.Float64Var(&opts.HoldoutFrac, "holdout-frac", d.HoldoutFrac, "share of train source photos held out for validation")
 	f.Uint64Var(&opts.Seed, "seed", d.Seed, "random seed (initialisation, split, data order, augmentation)")
 	f.IntVar(&opts.Patience, "patience", d.Patience, "early stopping: epochs without holdout improvement (0: off)")
-	f.StringVar(&opts.Metric, "metric", d.Metric, "holdout selection metric: accuracy, macro_f1, quadratic_kappa")
+	f.StringVar(&opts.Metric, "metric", d.Metric, "holdout selection metric: accuracy, macro_f1, quadratic_kappa, count_spearman (rank correlation of lesion counts)")
 	f.IntVar(&opts.CkptEvery, "checkpoint-every", d.CkptEvery, "also write last.ckpt every N steps (0: at epoch ends only)")
 	f.BoolVar(&opts.Resume, "resume", false, "resume from <out>/last.ckpt when it exists")
 	mlbackend.AddFlag(f, &opts.Backend)
@@ -96,6 +97,10 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.Float64Var(&opts.ClassWeightP, "class-weight-power", d.ClassWeightP, "grade loss weight = class frequency^-p")
 	f.IntVar(&opts.MaxSteps, "max-steps", 0, "stop after this many steps in total (0: no limit)")
 	f.IntVar(&opts.Workers, "workers", 0, "image decoding workers (0: GOMAXPROCS)")
+	f.BoolVar(&opts.Calibrate, "calibrate", d.Calibrate, "after training, fit the ordinal count-to-grade calibration on the training photos (grades then come from the predicted lesion count)")
+	f.BoolVar(&opts.CalibrateOnly, "calibrate-only", false, "do not train: calibrate <out>/best.ckpt, then evaluate (and export with --export-dir)")
+	f.StringVar(&opts.WeightsVersion, "weights-version", "1.0.0", "semantic version recorded in exported weights (grader.json; the build date is appended)")
+	f.BoolVar(&opts.AllVersions, "all-versions", d.AllVersions, "each epoch uses every train photo (all augmented versions) instead of one version per source photo")
 	f.StringVar(&opts.TrainSplit, "train-split", d.TrainSplit, "split to train on (and carve the holdout from)")
 	f.StringVar(&opts.EvalSplit, "eval-split", d.EvalSplit, "split scored after training with the best weights (not used for selection)")
 	f.IntVar(&opts.TrainConfig.Model.InputSize, "input-size", d.Model.InputSize, "photos are stretched to this square size")
@@ -182,8 +187,12 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(app.Out, "trained %d epochs in %s; best holdout %s %.4f at epoch %d (%d train / %d holdout sources)\n",
-		rep.Epochs, time.Duration(rep.TrainSeconds*float64(time.Second)).Round(time.Second), cfg.Metric, rep.Holdout, rep.BestEpoch, rep.TrainSources, rep.HoldoutSources)
+	if cfg.CalibrateOnly {
+		fmt.Fprintf(app.Out, "calibrated %s (best weights of epoch %d) on the %d train sources\n", filepath.Join(cfg.OutDir, "best.ckpt"), rep.BestEpoch, rep.TrainSources)
+	} else {
+		fmt.Fprintf(app.Out, "trained %d epochs in %s; best holdout %s %.4f at epoch %d (%d train / %d holdout sources)\n",
+			rep.Epochs, time.Duration(rep.TrainSeconds*float64(time.Second)).Round(time.Second), cfg.Metric, rep.Holdout, rep.BestEpoch, rep.TrainSources, rep.HoldoutSources)
+	}
 	if rep.Eval != nil {
 		fmt.Fprintf(app.Out, "%s (%d photos): accuracy %.4f, macro-F1 %.4f, quadratic kappa %.4f, macro AUC %.4f, count MAE %.2f\n",
 			rep.EvalSplit, rep.Eval.N, rep.Eval.Accuracy, rep.Eval.MacroF1, rep.Eval.Kappa, rep.Eval.MacroAUC, rep.Eval.CountMAE)

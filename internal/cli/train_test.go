@@ -125,4 +125,18 @@ func TestTrainCommandEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout.String(), "trained 3 epochs") {
 		t.Fatalf("resume: exit %d, stdout %q, stderr %s", code, stdout.String(), stderr.String())
 	}
+	// The exported weights carry the count -> grade calibration fitted after training, and
+	// --calibrate-only refits it on the best weights without training.
+	if m.Calibration == nil || m.Calibration.N == 0 || !(m.Calibration.Slope > 0) {
+		t.Fatalf("exported weights lack a calibration: %+v (stderr %s)", m.Calibration, stderr.String())
+	}
+	stdout.Reset()
+	code = Execute([]string{"--config", cfg, "train", "--progress=false", "--calibrate-only", "--export-dir", export, "--weights-version", "9.9.9"}, strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "calibrated "+filepath.Join(out, "best.ckpt")) {
+		t.Fatalf("calibrate-only: exit %d, stdout %q, stderr %s", code, stdout.String(), stderr.String())
+	}
+	info, err := os.ReadFile(filepath.Join(export, "grader.json"))
+	if err != nil || !strings.Contains(string(info), `"version": "9.9.9+`) {
+		t.Errorf("grader.json after --weights-version 9.9.9: %s (%v)", info, err)
+	}
 }

@@ -44,8 +44,9 @@ type TensorEntry struct {
 type CheckpointHeader struct {
 	FormatVersion int                `json:"format_version"`
 	Model         ModelConfig        `json:"model"`
-	State         json.RawMessage    `json:"state,omitempty"`   // training state (TrainState) for resume
-	Metrics       map[string]float64 `json:"metrics,omitempty"` // metrics of the saved weights
+	State         json.RawMessage    `json:"state,omitempty"`       // training state (TrainState) for resume
+	Metrics       map[string]float64 `json:"metrics,omitempty"`     // metrics of the saved weights
+	Calibration   *Calibration       `json:"calibration,omitempty"` // count -> grade model fitted after training
 	Tensors       []TensorEntry      `json:"tensors"`
 }
 
@@ -149,6 +150,18 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 		}
 	}
 	return ck, nil
+}
+
+// Save writes the checkpoint (its header as it is now, e.g. with a calibration added, and
+// its tensors) atomically to path.
+func (c *Checkpoint) Save(path string) error {
+	hj, err := json.Marshal(c.Header)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: encode header: %w", path, err)
+	}
+	return fsutil.WriteAtomic(path, 0o644, func(w io.Writer) error {
+		return writeCheckpointBytes(w, hj, c.data)
+	})
 }
 
 // Tensor returns a stored tensor by its scoped name.

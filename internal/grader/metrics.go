@@ -2,6 +2,9 @@ package grader
 
 import (
 	"math"
+	"sort"
+
+	"gonum.org/v1/gonum/stat"
 
 	"github.com/acdtcm/acdtcm/internal/eval"
 	"github.com/acdtcm/acdtcm/internal/severity"
@@ -9,15 +12,18 @@ import (
 
 // GradeMetrics are photo-level grading metrics.
 type GradeMetrics struct {
-	N         int       `json:"n"`
-	Accuracy  float64   `json:"accuracy"`
-	MacroF1   float64   `json:"macro_f1"`
-	Kappa     float64   `json:"quadratic_kappa"`
-	MacroAUC  float64   `json:"macro_auc"`
-	CountMAE  float64   `json:"count_mae"` // mean absolute error of the total lesion count
-	CountAcc  float64   `json:"count_rule_accuracy"`
-	Confusion [][]int   `json:"confusion"` // [true][pred]
-	PerClass  []float64 `json:"per_class_f1"`
+	N        int     `json:"n"`
+	Accuracy float64 `json:"accuracy"`
+	MacroF1  float64 `json:"macro_f1"`
+	Kappa    float64 `json:"quadratic_kappa"`
+	MacroAUC float64 `json:"macro_auc"`
+	CountMAE float64 `json:"count_mae"` // mean absolute error of the total lesion count
+	CountAcc float64 `json:"count_rule_accuracy"`
+	// CountSpearman is the rank correlation of predicted and true total counts: how well the
+	// counter orders photos, whatever its scale (the grade calibration fixes the scale).
+	CountSpearman float64   `json:"count_spearman"`
+	Confusion     [][]int   `json:"confusion"` // [true][pred]
+	PerClass      []float64 `json:"per_class_f1"`
 }
 
 // ComputeMetrics scores predicted probabilities (argmax = predicted grade) against true
@@ -59,6 +65,7 @@ func ComputeMetrics(probs [][]float64, truth []int, predCounts, trueCounts []flo
 		}
 		m.CountMAE = mae / float64(len(predCounts))
 		m.CountAcc = float64(ok) / float64(len(predCounts))
+		m.CountSpearman = spearman(predCounts, trueCounts)
 	}
 	return m
 }
@@ -71,4 +78,37 @@ func argmax(p []float64) int {
 		}
 	}
 	return best
+}
+
+// spearman is the Spearman rank correlation of x and y (average ranks for ties; 0 when either
+// is constant).
+func spearman(x, y []float64) float64 {
+	rx, ry := ranks(x), ranks(y)
+	c := stat.Correlation(rx, ry, nil)
+	if math.IsNaN(c) {
+		return 0
+	}
+	return c
+}
+
+// ranks returns the 1-based ranks of v, ties sharing their average rank.
+func ranks(v []float64) []float64 {
+	idx := make([]int, len(v))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] < v[idx[b]] })
+	r := make([]float64, len(v))
+	for i := 0; i < len(idx); {
+		j := i
+		for j+1 < len(idx) && v[idx[j+1]] == v[idx[i]] {
+			j++
+		}
+		avg := float64(i+j)/2 + 1
+		for k := i; k <= j; k++ {
+			r[idx[k]] = avg
+		}
+		i = j + 1
+	}
+	return r
 }

@@ -47,9 +47,11 @@ func newPredictExec(backend backends.Backend, ctx *context.Context, mc ModelConf
 // boxSide is the typical lesion box side relative to the image (ACNE04 median ~27/640 px).
 const boxSide = 0.043
 
-// predictRows runs the model on resized RGB rows (InputSize^2*3 bytes each).
-func predictRows(exec *context.Exec, mc ModelConfig, rows [][]uint8) ([]Prediction, error) {
-	s, grid := mc.InputSize, mc.Grid()
+// predictRows runs the model on resized RGB rows (InputSize^2*3 bytes each). With a
+// calibration the grade probabilities come from the predicted total count (Calibration);
+// without one, from the network's grade head.
+func predictRows(exec *context.Exec, mc ModelConfig, cal *Calibration, rows [][]uint8) ([]Prediction, error) {
+	s := mc.InputSize
 	b := len(rows)
 	nc := mc.inputChannels()
 	img := make([]float32, b*s*s*nc)
@@ -67,6 +69,14 @@ func predictRows(exec *context.Exec, mc ModelConfig, rows [][]uint8) ([]Predicti
 	dens := tensors.MustCopyFlatData[float32](outs[0])
 	counts := tensors.MustCopyFlatData[float32](outs[1])
 	probs := tensors.MustCopyFlatData[float32](outs[2])
+	return decodePredictions(mc, cal, b, dens, counts, probs), nil
+}
+
+// decodePredictions turns the network outputs of a batch of b (density, counts, grade-head
+// probabilities) into predictions: counts by type, grade probabilities (from the
+// calibration when there is one), boxes at density peaks in 0..1 coordinates.
+func decodePredictions(mc ModelConfig, cal *Calibration, b int, dens, counts, probs []float32) []Prediction {
+	grid := mc.Grid()
 	nt := NumTypes
 	preds := make([]Prediction, b)
 	for i := range preds {
@@ -75,8 +85,14 @@ func predictRows(exec *context.Exec, mc ModelConfig, rows [][]uint8) ([]Predicti
 			p.Probabilities[g] = float64(probs[i*NumGrades+g])
 		}
 		p.Grade = argmax(p.Probabilities)
+		var total float64
 		for t, name := range dataset.LesionTypes {
 			p.LesionCounts[name] = float64(counts[i*nt+t])
+			total += float64(counts[i*nt+t])
+		}
+		if cal != nil {
+			p.Probabilities = cal.Probabilities(total)
+			p.Grade = argmax(p.Probabilities)
 		}
 		for _, pk := range heatmap.Peaks(dens[i*grid*grid*nt:(i+1)*grid*grid*nt], grid, nt, 0.3) {
 			cx, cy := (float64(pk.Col)+0.5)/float64(grid), (float64(pk.Row)+0.5)/float64(grid)
@@ -84,17 +100,19 @@ func predictRows(exec *context.Exec, mc ModelConfig, rows [][]uint8) ([]Predicti
 		}
 		preds[i] = p
 	}
-	return preds, nil
+	return preds
 }
 
 // Model is a loaded grader ready for inference. Predict is safe for concurrent use
 // (calls are serialised; each call is one batched model run).
 type Model struct {
-	Config  ModelConfig
-	Metrics map[string]float64
-	mu      sync.Mutex
-	exec    *context.Exec
-	builtin bool
+	Config      ModelConfig
+	Metrics     map[string]float64
+	Calibration *Calibration // nil: grades from the network's grade head
+	mu          sync.Mutex
+	exec        *context.Exec
+	native      *nativeNet // when set, inference runs on it instead of exec (see useNative)
+	builtin     bool
 }
 
 // LoadBuiltin loads the weights embedded in the binary.
@@ -149,6 +167,10 @@ func fromCheckpoint(ck *Checkpoint, backendSpec string) (*Model, error) {
 	if err := mc.Validate(); err != nil {
 		return nil, err
 	}
+	native := useNative(backendSpec)
+	if native {
+		backendSpec = "go" // the GoMLX graph stays available (tests, the PyTorch fixture)
+	}
 	backend, err := mlbackend.New(backendSpec)
 	if err != nil {
 		return nil, err
@@ -169,7 +191,13 @@ func fromCheckpoint(ck *Checkpoint, backendSpec string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{Config: mc, Metrics: ck.Header.Metrics, exec: exec}, nil
+	m := &Model{Config: mc, Metrics: ck.Header.Metrics, Calibration: ck.Header.Calibration, exec: exec}
+	if native {
+		if m.native, err = newNativeNet(ck); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // Preprocess stretches a photo to the model's input square (as the ACNE04 export does).
@@ -206,7 +234,10 @@ func (m *Model) PredictPreprocessed(rows [][]uint8) ([]Prediction, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
+	if m.native != nil {
+		return predictRowsNative(m.native, m.Config, m.Calibration, rows)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return predictRows(m.exec, m.Config, rows)
+	return predictRows(m.exec, m.Config, m.Calibration, rows)
 }

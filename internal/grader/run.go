@@ -25,6 +25,7 @@ type Report struct {
 	EvalSplit      string             `json:"eval_split,omitempty"`
 	TrainSeconds   float64            `json:"train_seconds"`
 	Metrics        map[string]float64 `json:"metrics"`
+	WeightsVersion string             `json:"weights_version"` // semantic version given to exported weights
 }
 
 // RunTraining is the whole `acdtcm train` job for the grader: load data, build the pixel
@@ -50,6 +51,14 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	log("data %s: %d photos (%d %s, %d %s), %d records skipped", cfg.Data, len(samples), len(trainS), cfg.TrainSplit, len(evalS), cfg.EvalSplit, skipped)
 	if len(trainS) == 0 {
 		return nil, fmt.Errorf("data %s: no %q photos", cfg.Data, cfg.TrainSplit)
+	}
+	bestPath := filepath.Join(cfg.OutDir, "best.ckpt")
+	if cfg.CalibrateOnly {
+		ck, err := ReadCheckpoint(bestPath)
+		if err != nil {
+			return nil, fmt.Errorf("--calibrate-only needs the weights to calibrate in %s: %w", bestPath, err)
+		}
+		cfg.Model = ck.Header.Model
 	}
 	t0 := time.Now()
 	pix, bad, err := LoadPixels(trainS, cfg.Model.InputSize, cfg.CacheDir, cfg.Workers)
@@ -82,13 +91,20 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	if err := fsutil.WriteFileAtomic(filepath.Join(cfg.OutDir, "config.json"), append(cj, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	if err := tr.Run(ctx, progress); err != nil {
-		return nil, err
+	if !cfg.CalibrateOnly {
+		if err := tr.Run(ctx, progress); err != nil {
+			return nil, err
+		}
 	}
 	st := tr.State
+	if cfg.CalibrateOnly {
+		st = trainStateOf(bestPath)
+	}
 	rep := &Report{TrainSources: tr.NumTrain(), HoldoutSources: tr.NumHoldout(), Epochs: st.Epoch, BestEpoch: st.BestEpoch,
-		Holdout: st.Best, TrainSeconds: st.Elapsed, Metrics: map[string]float64{}}
-	bestPath := filepath.Join(cfg.OutDir, "best.ckpt")
+		Holdout: st.Best, TrainSeconds: st.Elapsed, Metrics: map[string]float64{}, WeightsVersion: cfg.WeightsVersion}
+	if rep.WeightsVersion == "" {
+		rep.WeightsVersion = "1.0.0"
+	}
 	if !exists(bestPath) {
 		return rep, fmt.Errorf("no best checkpoint in %s (training stopped before the first epoch ended)", cfg.OutDir)
 	}
@@ -96,14 +112,26 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	if err != nil {
 		return rep, err
 	}
+	m, err := fromCheckpoint(ck, cfg.Backend)
+	if err != nil {
+		return rep, err
+	}
+	if cfg.Calibrate || cfg.CalibrateOnly {
+		switch err := tr.calibrate(ck, m, log); {
+		case err != nil && cfg.CalibrateOnly:
+			return rep, err
+		case err != nil: // e.g. a training set of one grade: keep the grade head
+			log("calibration skipped, grades come from the network's grade head: %v", err)
+		default:
+			if err := ck.Save(bestPath); err != nil {
+				return rep, err
+			}
+		}
+	}
 	for k, v := range ck.Header.Metrics {
 		rep.Metrics[k] = v
 	}
 	if len(evalS) > 0 {
-		m, err := fromCheckpoint(ck, cfg.Backend)
-		if err != nil {
-			return rep, err
-		}
 		epix, bad, err := LoadPixels(evalS, cfg.Model.InputSize, cfg.CacheDir, cfg.Workers)
 		if err != nil {
 			return rep, err
@@ -116,7 +144,7 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 			idx[s.ID] = i
 		}
 		t1 := time.Now()
-		gm, _, err := Evaluate(m.exec, cfg.Model, evalS, epix, idx, cfg.BatchSize)
+		gm, _, err := Evaluate(m.exec, cfg.Model, m.Calibration, evalS, epix, idx, cfg.BatchSize)
 		if err != nil {
 			return rep, err
 		}
@@ -172,7 +200,7 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 		}
 		params += n
 	}
-	hdr := CheckpointHeader{FormatVersion: checkpointVersion, Model: ck.Header.Model, Metrics: rep.Metrics, Tensors: buf}
+	hdr := CheckpointHeader{FormatVersion: checkpointVersion, Model: ck.Header.Model, Metrics: rep.Metrics, Calibration: ck.Header.Calibration, Tensors: buf}
 	hj, err := json.Marshal(hdr)
 	if err != nil {
 		return err
@@ -183,10 +211,62 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 	if err != nil {
 		return err
 	}
-	info := WeightsInfo{Name: "acdtcm-grader", Version: fmt.Sprintf("1.0.0+%s", time.Now().UTC().Format("20060102")), Model: ck.Header.Model,
+	info := WeightsInfo{Name: "acdtcm-grader", Version: fmt.Sprintf("%s+%s", rep.WeightsVersion, time.Now().UTC().Format("20060102")), Model: ck.Header.Model,
 		Params: params, BestEpoch: rep.BestEpoch, Metrics: rep.Metrics,
 		Command: "acdtcm " + strings.Join(os.Args[1:], " "),
 		Licence: "trained on ACNE04 (Wu et al. 2019): free for academic use; other use needs the ACNE04 authors' permission"}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "grader.json"), append(b, '\n'), 0o644)
+}
+
+// calibrate fits the count -> grade Calibration on the model's predictions for every
+// training photo (all versions; never the holdout or the eval split), scores the holdout
+// with it, and stores both in ck's header and in m.
+func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) error {
+	t0 := time.Now()
+	_, preds, err := Evaluate(m.exec, ck.Header.Model, nil, t.train, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	if err != nil {
+		return fmt.Errorf("calibration predictions: %w", err)
+	}
+	totals, grades := make([]float64, len(preds)), make([]int, len(preds))
+	for i, p := range preds {
+		for _, c := range p.LesionCounts {
+			totals[i] += c
+		}
+		grades[i] = t.train[i].Grade
+	}
+	cal, err := FitCalibration(totals, grades, fmt.Sprintf("%d %s photos (holdout excluded)", len(preds), t.Cfg.TrainSplit))
+	if err != nil {
+		return err
+	}
+	head, _, err := Evaluate(m.exec, ck.Header.Model, nil, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	if err != nil {
+		return err
+	}
+	hm, _, err := Evaluate(m.exec, ck.Header.Model, cal, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	if err != nil {
+		return err
+	}
+	th := cal.CountThresholds()
+	log("calibration on %d training photos (%.0fs): slope %.3f, grade changes at %.1f / %.1f / %.1f predicted lesions; holdout accuracy %.4f with it, %.4f with the grade head",
+		cal.N, time.Since(t0).Seconds(), cal.Slope, th[0], th[1], th[2], hm.Accuracy, head.Accuracy)
+	ck.Header.Calibration, m.Calibration = cal, cal
+	if ck.Header.Metrics == nil {
+		ck.Header.Metrics = map[string]float64{}
+	}
+	for k, v := range metricsMap("holdout", hm) {
+		ck.Header.Metrics[k] = v
+	}
+	ck.Header.Metrics["holdout_head_accuracy"] = head.Accuracy
+	return nil
+}
+
+// trainStateOf returns the training state stored in a checkpoint (zero when it has none,
+// e.g. exported weights).
+func trainStateOf(path string) TrainState {
+	var st TrainState
+	if ck, err := ReadCheckpoint(path); err == nil && len(ck.Header.State) > 0 {
+		_ = json.Unmarshal(ck.Header.State, &st)
+	}
+	return st
 }

@@ -26,31 +26,35 @@ import (
 
 // TrainConfig is everything `acdtcm train` needs for the grader (model kind "grader").
 type TrainConfig struct {
-	Data         string      `json:"data"`      // manifest (or ACNE04 VOC export directory)
-	OutDir       string      `json:"out_dir"`   // checkpoints, metrics.jsonl, curves.svg
-	CacheDir     string      `json:"cache_dir"` // resized-pixel cache; empty = none
-	Model        ModelConfig `json:"model"`
-	Loss         LossWeights `json:"loss"`
-	Epochs       int         `json:"epochs"`
-	BatchSize    int         `json:"batch_size"`
-	LR           float64     `json:"lr"`
-	MinLRFrac    float64     `json:"min_lr_frac"` // cosine decay to LR*MinLRFrac at the last epoch
-	WarmupSteps  int         `json:"warmup_steps"`
-	WeightDecay  float64     `json:"weight_decay"`
-	HoldoutFrac  float64     `json:"holdout_frac"` // share of train sources held out for model selection
-	Seed         uint64      `json:"seed"`
-	Patience     int         `json:"patience"` // early stopping: epochs without improvement
-	Metric       string      `json:"metric"`   // selection metric on the holdout: accuracy, macro_f1, quadratic_kappa
-	CkptEvery    int         `json:"checkpoint_every"`
-	Resume       bool        `json:"resume"`
-	Backend      string      `json:"backend"`
-	FlipProb     float64     `json:"flip_prob"`
-	Brightness   float64     `json:"brightness"`         // multiplicative jitter amplitude
-	ClassWeightP float64     `json:"class_weight_power"` // grade weight = (freq)^-p
-	MaxSteps     int         `json:"max_steps"`          // stop after this many steps in total (0 = no limit)
-	Workers      int         `json:"workers"`            // image decoding workers
-	TrainSplit   string      `json:"train_split"`
-	EvalSplit    string      `json:"eval_split"` // reported after training with the best weights; never used for selection
+	Data           string      `json:"data"`      // manifest (or ACNE04 VOC export directory)
+	OutDir         string      `json:"out_dir"`   // checkpoints, metrics.jsonl, curves.svg
+	CacheDir       string      `json:"cache_dir"` // resized-pixel cache; empty = none
+	Model          ModelConfig `json:"model"`
+	Loss           LossWeights `json:"loss"`
+	Epochs         int         `json:"epochs"`
+	BatchSize      int         `json:"batch_size"`
+	LR             float64     `json:"lr"`
+	MinLRFrac      float64     `json:"min_lr_frac"` // cosine decay to LR*MinLRFrac at the last epoch
+	WarmupSteps    int         `json:"warmup_steps"`
+	WeightDecay    float64     `json:"weight_decay"`
+	HoldoutFrac    float64     `json:"holdout_frac"` // share of train sources held out for model selection
+	Seed           uint64      `json:"seed"`
+	Patience       int         `json:"patience"` // early stopping: epochs without improvement
+	Metric         string      `json:"metric"`   // selection metric on the holdout: accuracy, macro_f1, quadratic_kappa
+	CkptEvery      int         `json:"checkpoint_every"`
+	Resume         bool        `json:"resume"`
+	Backend        string      `json:"backend"`
+	FlipProb       float64     `json:"flip_prob"`
+	Brightness     float64     `json:"brightness"`         // multiplicative jitter amplitude
+	ClassWeightP   float64     `json:"class_weight_power"` // grade weight = (freq)^-p
+	MaxSteps       int         `json:"max_steps"`          // stop after this many steps in total (0 = no limit)
+	Workers        int         `json:"workers"`            // image decoding workers
+	AllVersions    bool        `json:"all_versions"`       // each epoch uses every photo (all augmented versions), not one version per source
+	Calibrate      bool        `json:"calibrate"`          // after training, fit the count -> grade Calibration on the training photos
+	CalibrateOnly  bool        `json:"calibrate_only"`     // skip training: (re)calibrate OutDir/best.ckpt, then evaluate and export
+	WeightsVersion string      `json:"weights_version"`    // semantic version of exported weights (grader.json)
+	TrainSplit     string      `json:"train_split"`
+	EvalSplit      string      `json:"eval_split"` // reported after training with the best weights; never used for selection
 }
 
 // DefaultTrainConfig returns the defaults of configs/train-grader.yaml.
@@ -60,7 +64,7 @@ func DefaultTrainConfig() TrainConfig {
 		Loss:   LossWeights{Density: 10, Count: 1, Grade: 1, LabelSmoothing: 0.1},
 		Epochs: 30, BatchSize: 16, LR: 2e-3, MinLRFrac: 0.05, WarmupSteps: 50, WeightDecay: 1e-4,
 		HoldoutFrac: 0.1, Seed: 1, Patience: 8, Metric: "accuracy", CkptEvery: 0, Backend: "go",
-		FlipProb: 0.5, Brightness: 0.15, ClassWeightP: 0.5, TrainSplit: "train", EvalSplit: "valid",
+		FlipProb: 0.5, Brightness: 0.15, ClassWeightP: 0.5, TrainSplit: "train", EvalSplit: "valid", Calibrate: true,
 	}
 }
 
@@ -190,17 +194,31 @@ func NewTrainer(cfg TrainConfig, backend backends.Backend, trainSamples []Sample
 	return t, nil
 }
 
-// StepsPerEpoch is the number of full batches per epoch (one version of each train source).
-func (t *Trainer) StepsPerEpoch() int { return len(t.sources) / t.Cfg.BatchSize }
+// StepsPerEpoch is the number of full batches per epoch (one version of each train source,
+// or every train photo with AllVersions).
+func (t *Trainer) StepsPerEpoch() int {
+	if t.Cfg.AllVersions {
+		return len(t.train) / t.Cfg.BatchSize
+	}
+	return len(t.sources) / t.Cfg.BatchSize
+}
 
 // NumTrain and NumHoldout report the sizes of the two sides of the split (sources / photos).
 func (t *Trainer) NumTrain() int   { return len(t.sources) }
 func (t *Trainer) NumHoldout() int { return len(t.hold) }
 
-// epochOrder is the deterministic sample order of an epoch: one random version per source,
-// shuffled; it depends only on the seed and the epoch.
+// epochOrder is the deterministic sample order of an epoch: one random version per source
+// (or every photo with AllVersions), shuffled; it depends only on the seed and the epoch.
 func (t *Trainer) epochOrder(epoch int) []int {
 	r := rand.New(rand.NewPCG(t.Cfg.Seed, uint64(epoch)+1))
+	if t.Cfg.AllVersions {
+		order := make([]int, len(t.train))
+		for i := range order {
+			order[i] = i
+		}
+		r.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		return order
+	}
 	order := make([]int, len(t.sources))
 	for i, vs := range t.sources {
 		order[i] = vs[r.IntN(len(vs))]
@@ -321,8 +339,9 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	return nil
 }
 
-// Evaluate predicts samples (pixels looked up by sample ID in pix) and scores them.
-func Evaluate(exec *context.Exec, mc ModelConfig, samples []Sample, pix *Pixels, pixIdx map[string]int, batch int) (GradeMetrics, []Prediction, error) {
+// Evaluate predicts samples (pixels looked up by sample ID in pix) and scores them; cal (may
+// be nil) turns predicted counts into grade probabilities.
+func Evaluate(exec *context.Exec, mc ModelConfig, cal *Calibration, samples []Sample, pix *Pixels, pixIdx map[string]int, batch int) (GradeMetrics, []Prediction, error) {
 	preds := make([]Prediction, 0, len(samples))
 	for start := 0; start < len(samples); start += batch {
 		end := min(len(samples), start+batch)
@@ -330,7 +349,7 @@ func Evaluate(exec *context.Exec, mc ModelConfig, samples []Sample, pix *Pixels,
 		for _, s := range samples[start:end] {
 			rows = append(rows, pix.Data[pixIdx[s.ID]])
 		}
-		p, err := predictRows(exec, mc, rows)
+		p, err := predictRows(exec, mc, cal, rows)
 		if err != nil {
 			return GradeMetrics{}, nil, err
 		}
@@ -355,6 +374,8 @@ func selectionValue(m GradeMetrics, metric string) float64 {
 		return m.MacroF1
 	case "quadratic_kappa", "kappa":
 		return m.Kappa
+	case "count_spearman":
+		return m.CountSpearman
 	}
 	return m.Accuracy
 }
@@ -407,7 +428,7 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 				}
 			}
 		}
-		m, _, err := Evaluate(t.eval, c.Model, t.hold, t.pix, t.pixIdx, c.BatchSize)
+		m, _, err := Evaluate(t.eval, c.Model, nil, t.hold, t.pix, t.pixIdx, c.BatchSize)
 		if err != nil {
 			return fmt.Errorf("holdout evaluation: %w", err)
 		}

@@ -26,7 +26,9 @@ type graderDoc struct {
 	ModelType string             `json:"model_type"`
 	Grader    grader.ModelConfig `json:"grader"`
 	Metrics   map[string]float64 `json:"metrics,omitempty"`
-	Quant     *Config            `json:"quantization_config"`
+	// Calibration is the grader's count -> grade model, carried over unchanged.
+	Calibration *grader.Calibration `json:"calibration,omitempty"`
+	Quant       *Config             `json:"quantization_config"`
 }
 
 // graderLayoutKey marks, in the weights' __metadata__, that quantized grader weights are
@@ -196,7 +198,7 @@ func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, erro
 	if st, err := os.Stat(weights); err == nil {
 		rep.BytesAfter = st.Size()
 	}
-	doc, err := json.MarshalIndent(graderDoc{ModelType: GraderModelType, Grader: ck.Header.Model, Metrics: ck.Header.Metrics, Quant: cfg}, "", "  ")
+	doc, err := json.MarshalIndent(graderDoc{ModelType: GraderModelType, Grader: ck.Header.Model, Metrics: ck.Header.Metrics, Calibration: ck.Header.Calibration, Quant: cfg}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode config.json: %w", err)
 	}
@@ -290,6 +292,16 @@ func DequantizeGrader(dir, ckptPath string) (grader.ModelConfig, error) {
 	}
 	if err := grader.SaveCheckpoint(ckptPath, ctx, doc.Grader, nil, doc.Metrics, true); err != nil {
 		return doc.Grader, err
+	}
+	if doc.Calibration != nil {
+		ck, err := grader.ReadCheckpoint(ckptPath)
+		if err != nil {
+			return doc.Grader, err
+		}
+		ck.Header.Calibration = doc.Calibration
+		if err := ck.Save(ckptPath); err != nil {
+			return doc.Grader, err
+		}
 	}
 	return doc.Grader, nil
 }

@@ -27,6 +27,9 @@ func randomGrader(t *testing.T, path string) grader.ModelConfig {
 		t.Fatal(err)
 	}
 	ctx := context.New()
+	if err := ctx.SetRNGStateFromSeed(42); err != nil { // deterministic weights: no flaky bounds
+		t.Fatal(err)
+	}
 	exec, err := context.NewExec(backend, ctx, func(ctx *context.Context, images *Node) *Node {
 		return grader.BuildModel(ctx, mc, images).Logits
 	})
@@ -61,6 +64,15 @@ func TestGraderRoundTrip(t *testing.T) {
 	root := t.TempDir()
 	src := filepath.Join(root, "grader.ckpt")
 	randomGrader(t, src)
+	ck, err := grader.ReadCheckpoint(src) // a calibrated grader: the calibration must survive quantization
+	if err != nil {
+		t.Fatal(err)
+	}
+	cal := &grader.Calibration{Slope: 3, Cuts: [3]float64{2, 6, 9}, FittedOn: "test", N: 10}
+	ck.Header.Calibration = cal
+	if err := ck.Save(src); err != nil {
+		t.Fatal(err)
+	}
 	ref, err := grader.LoadWithBackend(src, "go")
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +98,9 @@ func TestGraderRoundTrip(t *testing.T) {
 		q, err := LoadGrader(out, "go")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if q.Calibration == nil || *q.Calibration != *cal {
+			t.Errorf("%s: calibration %+v after quantization, want %+v", m, q.Calibration, cal)
 		}
 		got, err := q.PredictPreprocessed(rows)
 		if err != nil {
