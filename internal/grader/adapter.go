@@ -31,7 +31,11 @@ func (a *InferModel) Info() infer.ModelInfo {
 	if name == "" {
 		name = "acdtcm-grader"
 	}
-	info := infer.ModelInfo{Name: name, Version: "custom", Backend: "go", Scale: severity.Hayashi, Metrics: a.M.Metrics}
+	backend := "go"
+	if a.M.native != nil {
+		backend = "go-native" // the native engine (native.go), not GoMLX's graph
+	}
+	info := infer.ModelInfo{Name: name, Version: "custom", Backend: backend, Scale: severity.Hayashi, Metrics: a.M.Metrics}
 	var wi WeightsInfo
 	if a.M.builtin && json.Unmarshal(weights.Info, &wi) == nil && wi.Version != "" {
 		info.Version = wi.Version

@@ -21,7 +21,8 @@ const DefaultSpec = "go"
 const FlagName = "backend"
 
 // FlagUsage is the help text of the --backend flag.
-const FlagUsage = `ML backend: "go" (pure Go, CPU), "go:<options>" (e.g. go:parallelism=4,ops_sequential), ` +
+const FlagUsage = `ML backend: "go" (pure Go, CPU; the built-in grader then runs on its own native engine, ` +
+	`"simplego" forces GoMLX's simplego for it), "go:<options>" (GoMLX simplego, e.g. go:parallelism=4,ops_sequential), ` +
 	`"xla:cuda", "xla:<plugin name>" or "xla:/abs/path/plugin.so" (needs a build with cgo, without the noxla tag); ` +
 	`diagnose, eval and serve also take "openai" (a remote OpenAI-compatible server, see --endpoint)`
 

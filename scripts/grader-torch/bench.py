@@ -5,11 +5,11 @@
      go test ./internal/grader -run TestExportTorchFixture -torch-fixture /tmp/grader-torch
    (add -torch-ckpt FILE for a checkpoint other than the built-in weights)
 2. Run this script with Debian's python3-torch on the CPU:
-     /usr/bin/python3 scripts/grader-torch/bench.py /tmp/grader-torch
+     /usr/bin/python3 scripts/grader-torch/bench.py /tmp/grader-torch [THREADS]
 It rebuilds internal/grader's BuildModel layer by layer (space-to-depth stem, 3x3 convs with
 TF-style "same" padding, GroupNorm, softplus density head, grade head), checks that its
 outputs equal Go's (max |diff| printed; it fails above 1e-4), then times the forward pass of
-the same batch with torch.set_num_threads(2) and prints photos/s. Compare with
+the same batch with torch.set_num_threads(THREADS, default 2) and prints photos/s. Compare with
   go test ./internal/grader -run '^$' -bench NetworkForward -torch-ckpt FILE
 """
 import json
@@ -76,7 +76,7 @@ def main():
         logits = h @ w["/model/grade_out/weights"] + w["/model/grade_out/bias"]
         return density, counts, torch.softmax(logits, dim=-1)
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     with torch.no_grad():
         dens, counts, probs = forward(x_nhwc)
         grid, nt = meta["grid"], meta["types"]
