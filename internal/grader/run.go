@@ -144,7 +144,7 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 			idx[s.ID] = i
 		}
 		t1 := time.Now()
-		gm, _, err := Evaluate(m.exec, cfg.Model, m.Calibration, evalS, epix, idx, cfg.BatchSize)
+		gm, _, err := Evaluate(m.PredictPreprocessed, evalS, epix, idx, cfg.BatchSize)
 		if err != nil {
 			return rep, err
 		}
@@ -224,7 +224,8 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 // with it, and stores both in ck's header and in m.
 func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) error {
 	t0 := time.Now()
-	_, preds, err := Evaluate(m.exec, ck.Header.Model, nil, t.train, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	m.Calibration = nil // fit on the raw counts; also scores the grade head below
+	_, preds, err := Evaluate(m.PredictPreprocessed, t.train, t.pix, t.pixIdx, t.Cfg.BatchSize)
 	if err != nil {
 		return fmt.Errorf("calibration predictions: %w", err)
 	}
@@ -239,18 +240,19 @@ func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) 
 	if err != nil {
 		return err
 	}
-	head, _, err := Evaluate(m.exec, ck.Header.Model, nil, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	head, _, err := Evaluate(m.PredictPreprocessed, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
 	if err != nil {
 		return err
 	}
-	hm, _, err := Evaluate(m.exec, ck.Header.Model, cal, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	m.Calibration = cal
+	hm, _, err := Evaluate(m.PredictPreprocessed, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
 	if err != nil {
 		return err
 	}
 	th := cal.CountThresholds()
-	log("calibration on %d training photos (%.0fs): slope %.3f, grade changes at %.1f / %.1f / %.1f predicted lesions; holdout accuracy %.4f with it, %.4f with the grade head",
-		cal.N, time.Since(t0).Seconds(), cal.Slope, th[0], th[1], th[2], hm.Accuracy, head.Accuracy)
-	ck.Header.Calibration, m.Calibration = cal, cal
+	log("calibration on %d training photos (%.0fs): slope %.3f, grade changes at %.1f / %.1f / %.1f predicted lesions; holdout accuracy %.4f with it, %.4f with the grade head (count Spearman %.3f)",
+		cal.N, time.Since(t0).Seconds(), cal.Slope, th[0], th[1], th[2], hm.Accuracy, head.Accuracy, hm.CountSpearman)
+	ck.Header.Calibration = cal
 	if ck.Header.Metrics == nil {
 		ck.Header.Metrics = map[string]float64{}
 	}

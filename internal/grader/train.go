@@ -339,9 +339,9 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	return nil
 }
 
-// Evaluate predicts samples (pixels looked up by sample ID in pix) and scores them; cal (may
-// be nil) turns predicted counts into grade probabilities.
-func Evaluate(exec *context.Exec, mc ModelConfig, cal *Calibration, samples []Sample, pix *Pixels, pixIdx map[string]int, batch int) (GradeMetrics, []Prediction, error) {
+// Evaluate predicts samples (pixels looked up by sample ID in pix) in batches with predict
+// (e.g. Model.PredictPreprocessed) and scores them.
+func Evaluate(predict func(rows [][]uint8) ([]Prediction, error), samples []Sample, pix *Pixels, pixIdx map[string]int, batch int) (GradeMetrics, []Prediction, error) {
 	preds := make([]Prediction, 0, len(samples))
 	for start := 0; start < len(samples); start += batch {
 		end := min(len(samples), start+batch)
@@ -349,7 +349,7 @@ func Evaluate(exec *context.Exec, mc ModelConfig, cal *Calibration, samples []Sa
 		for _, s := range samples[start:end] {
 			rows = append(rows, pix.Data[pixIdx[s.ID]])
 		}
-		p, err := predictRows(exec, mc, cal, rows)
+		p, err := predict(rows)
 		if err != nil {
 			return GradeMetrics{}, nil, err
 		}
@@ -428,7 +428,7 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 				}
 			}
 		}
-		m, _, err := Evaluate(t.eval, c.Model, nil, t.hold, t.pix, t.pixIdx, c.BatchSize)
+		m, _, err := Evaluate(t.predictHead, t.hold, t.pix, t.pixIdx, c.BatchSize)
 		if err != nil {
 			return fmt.Errorf("holdout evaluation: %w", err)
 		}
@@ -473,6 +473,7 @@ func metricsMap(prefix string, m GradeMetrics) map[string]float64 {
 	return map[string]float64{
 		prefix + "_n": float64(m.N), prefix + "_accuracy": m.Accuracy, prefix + "_macro_f1": m.MacroF1,
 		prefix + "_quadratic_kappa": m.Kappa, prefix + "_macro_auc": m.MacroAUC, prefix + "_count_mae": m.CountMAE,
+		prefix + "_count_spearman": m.CountSpearman,
 	}
 }
 
@@ -492,6 +493,11 @@ func (t *Trainer) writeMetrics() error {
 		return err
 	}
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "curves.svg"), CurvesSVG(t.State.History, t.Cfg.Metric), 0o644)
+}
+
+// predictHead runs the trainer's current weights (GoMLX graph, grade head, no calibration).
+func (t *Trainer) predictHead(rows [][]uint8) ([]Prediction, error) {
+	return predictRows(t.eval, t.Cfg.Model, nil, rows)
 }
 
 // Context returns the GoMLX context holding the trainer's variables.
