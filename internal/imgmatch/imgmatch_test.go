@@ -5,6 +5,8 @@ import (
 	"errors"
 	"image"
 	"math"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/acdtcm/acdtcm/internal/imgmatch/imgmatchtest"
@@ -117,5 +119,100 @@ func TestExtractEmpty(t *testing.T) {
 	}
 	if _, err := Extract(image.NewRGBA(image.Rect(0, 0, 30, 30)), Options{Size: 30}); !errors.Is(err, ErrEmpty) {
 		t.Errorf("tiny image: err = %v, want ErrEmpty", err)
+	}
+}
+
+// referenceCandidates is the candidate search without blocks or a stored index: every
+// table's correspondences at once, sorted and deduplicated together.
+func referenceCandidates(feats []*Features, minVotes int) ([]candidate, []uint64) {
+	type ent struct {
+		id uint32
+		d  *Descriptor
+	}
+	var ents []ent
+	eachEntry(feats, func(id uint32, d *Descriptor) { ents = append(ents, ent{id, d}) })
+	var corrs []uint64
+	for t := range hashTables {
+		keys := make([]uint64, len(ents))
+		for i, e := range ents {
+			keys[i] = substring(e.d, t)<<32 | uint64(i)
+		}
+		slices.Sort(keys)
+		runs(keys, 32, func(s, e int) {
+			if n := e - s; n > 1 && n <= maxBucket {
+				for p := s; p < e; p++ {
+					for q := p + 1; q < e; q++ {
+						x, y := ents[uint32(keys[p])].id, ents[uint32(keys[q])].id
+						if x>>10 == y>>10 {
+							continue
+						}
+						if x > y {
+							x, y = y, x
+						}
+						mir := uint64((x>>9)&1 ^ (y>>9)&1)
+						corrs = append(corrs, uint64(x>>10)<<42|uint64(y>>10)<<20|mir<<18|uint64(x&511)<<9|uint64(y&511))
+					}
+				}
+			}
+		})
+	}
+	slices.Sort(corrs)
+	corrs = slices.Compact(corrs)
+	var cands []candidate
+	var kept []uint64
+	runs(corrs, 18, func(s, e int) {
+		if e-s >= minVotes {
+			c := corrs[s]
+			cands = append(cands, candidate{int32(c >> 42), int32(c >> 20 & (1<<22 - 1)), c>>18&1 == 1, int32(len(kept)), int32(len(kept) + e - s)})
+			kept = append(kept, corrs[s:e]...)
+		}
+	})
+	return cands, kept
+}
+
+// TestCandidatesBlocks checks that gathering correspondences a block of images at a time,
+// whatever the block size, proposes exactly the candidates of an all-at-once search.
+func TestCandidatesBlocks(t *testing.T) {
+	const size = 320
+	a := imgmatchtest.Texture(20, size, size)
+	var feats []*Features
+	for i := range 6 {
+		feats = append(feats, mustExtract(t, imgmatchtest.Warp(a, i%2 == 1, float64(3*i-8), 0, 0.9, 1, 0.001)))
+		if i == 2 {
+			feats = append(feats, nil, mustExtract(t, imgmatchtest.Texture(21, size, size)))
+		}
+	}
+	wantC, wantCorrs := referenceCandidates(feats, defaultMinVotes)
+	if len(wantC) < 10 {
+		t.Fatalf("only %d reference candidates; the test needs more", len(wantC))
+	}
+	idx, err := buildIndex(context.Background(), feats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range []int{1, 1000, 5000, corrBlock} {
+		c, corrs, err := idx.candidates(context.Background(), len(feats), defaultMinVotes, block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(c, wantC) || !slices.Equal(corrs, wantCorrs) {
+			t.Errorf("block %d: %d candidates / %d correspondences, want %d / %d (the same)", block, len(c), len(corrs), len(wantC), len(wantCorrs))
+		}
+	}
+}
+
+// TestExtractPooled checks that the pooled working buffers leave no trace: an image's
+// features are the same after other images of other sizes went through the pool.
+func TestExtractPooled(t *testing.T) {
+	img := imgmatchtest.Texture(30, 400, 300)
+	first := mustExtract(t, img)
+	mustExtract(t, imgmatchtest.Texture(31, 200, 500))
+	mustExtract(t, imgmatchtest.Texture(32, 600, 600))
+	again := mustExtract(t, img)
+	if !reflect.DeepEqual(first, again) {
+		t.Error("features differ after the pool served other images")
+	}
+	if got, want := first.Bytes(), len(first.Normal.Keypoints)*FeatureBytes; got != want {
+		t.Errorf("Bytes() = %d, want %d (exactly sized)", got, want)
 	}
 }
