@@ -18,9 +18,12 @@ import (
 //	acdtcm-adapter.json    what PEFT computes with it (PeftModel.from_pretrained)
 //	peft-adapter/          an adapter made and saved by PEFT (get_peft_model, save_pretrained)
 //	peft-adapter.json      what PEFT computes with it
+//	*-grad.json, *-grad.safetensors  PEFT's loss and LoRA gradients with each adapter for one
+//	                       training sample (internal/train's TestLoRAGradientsMatchPEFT)
 //
 // The .json files and peft-adapter/ are written by scripts/peft-reference/peft_exchange.py on
-// the tiny seed-7 checkpoint, with the same prompt as the parity fixture.
+// the tiny seed-7 checkpoint, with the same prompt as the parity fixture; the -grad files by
+// scripts/peft-reference/peft_gradients.py.
 var peftDir = filepath.Join("testdata", "peft")
 
 // acdtcmAdapterTargets adapt every linear layer acdtcm supports: the language model's
@@ -50,7 +53,7 @@ func writeAcdtcmAdapter(t *testing.T, dir string) {
 
 // TestAcdtcmAdapterFixtureIsCurrent checks that testdata/peft/acdtcm-adapter is what this code
 // writes, so PEFT's reference outputs belong to it. ACDTCM_WRITE_PEFT_FIXTURE=1 rewrites it
-// (then rerun scripts/peft-reference/peft_exchange.py).
+// (then rerun scripts/peft-reference/peft_exchange.py and peft_gradients.py).
 func TestAcdtcmAdapterFixtureIsCurrent(t *testing.T) {
 	committed := filepath.Join(peftDir, "acdtcm-adapter")
 	if os.Getenv("ACDTCM_WRITE_PEFT_FIXTURE") == "1" {
@@ -70,7 +73,7 @@ func TestAcdtcmAdapterFixtureIsCurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from what acdtcm writes now: rewrite it with ACDTCM_WRITE_PEFT_FIXTURE=1 and rerun scripts/peft-reference/peft_exchange.py", name)
+			t.Errorf("%s differs from what acdtcm writes now: rewrite it with ACDTCM_WRITE_PEFT_FIXTURE=1 and rerun scripts/peft-reference/peft_exchange.py and peft_gradients.py", name)
 		}
 	}
 }

@@ -155,15 +155,6 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 	if len(t.modules) == 0 {
 		return nil, fmt.Errorf("the LoRA targets %s match no linear layer of %s", t.LoRA.TargetModules, cfg.Model)
 	}
-	sc := func(mod string) string { return "/lora/" + strings.ReplaceAll(mod, ".", "/") }
-	for _, mod := range t.modules {
-		for _, name := range []string{"lora_A", "lora_B"} {
-			v := m.Ctx.GetVariableByScopeAndName(sc(mod), name)
-			t.params = append(t.params, v)
-			n := v.Shape().Size()
-			t.m, t.v = append(t.m, make([]float32, n)), append(t.v, make([]float32, n))
-		}
-	}
 	if t.Train, err = LoadSamples(cfg.Data, cfg.TrainSplit); err != nil {
 		return nil, err
 	}
@@ -175,14 +166,35 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 			t.Eval = t.Eval[:cfg.MaxEvalSamples]
 		}
 	}
-	if t.gradeID, err = m.GradeTokenIDs(severity.Hayashi); err != nil {
-		return nil, err
-	}
-	t.opts = qwen.LossOptions{GradeLossWeight: cfg.GradeLossWeight, LabelSmoothing: cfg.LabelSmoothing, ClassWeights: cfg.ClassWeights, GradeTokenIDs: t.gradeID}
-	if err := t.buildExecs(); err != nil {
+	if err := t.prepare(); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// prepare makes the A and B matrices of t.modules the trained parameters (with zero AdamW
+// moments), sets the loss options from the config and builds the training and evaluation
+// graphs.
+func (t *LoRATrainer) prepare() error {
+	sc := func(mod string) string { return "/lora/" + strings.ReplaceAll(mod, ".", "/") }
+	for _, mod := range t.modules {
+		for _, name := range []string{"lora_A", "lora_B"} {
+			v := t.Model.Ctx.GetVariableByScopeAndName(sc(mod), name)
+			if v == nil {
+				return fmt.Errorf("module %s has no %s", mod, name)
+			}
+			t.params = append(t.params, v)
+			n := v.Shape().Size()
+			t.m, t.v = append(t.m, make([]float32, n)), append(t.v, make([]float32, n))
+		}
+	}
+	var err error
+	if t.gradeID, err = t.Model.GradeTokenIDs(severity.Hayashi); err != nil {
+		return err
+	}
+	c := t.Cfg
+	t.opts = qwen.LossOptions{GradeLossWeight: c.GradeLossWeight, LabelSmoothing: c.LabelSmoothing, ClassWeights: c.ClassWeights, GradeTokenIDs: t.gradeID}
+	return t.buildExecs()
 }
 
 func (t *LoRATrainer) buildExecs() error {
@@ -320,25 +332,13 @@ func (t *LoRATrainer) step(order []int) (loss, gradNorm float64, tokens int, err
 		for i := range samples {
 			samples[i] = t.Train[order[(start+i)%len(order)]]
 		}
-		b, in, err := t.batch(samples)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		// Dropout masks depend only on (seed, step, micro-batch): resuming replays them exactly.
-		if err := t.Model.Ctx.SetRNGStateFromSeed(int64(c.Seed)*1_000_003 + int64(t.State.Step*c.GradAccum+micro)); err != nil {
-			return 0, 0, 0, err
-		}
-		out, err := t.grads.Exec(in)
+		l, grads, b, err := t.gradients(samples, t.State.Step*c.GradAccum+micro)
 		if err != nil {
 			return 0, 0, 0, fmt.Errorf("training step %d: %w", t.State.Step, err)
 		}
-		loss += toFloat(out[0]) / float64(c.GradAccum)
+		loss += l / float64(c.GradAccum)
 		tokens += b.B * b.S
-		for i := range t.params {
-			g, err := tensors.CopyFlatData[float32](out[1+i])
-			if err != nil {
-				return 0, 0, 0, err
-			}
+		for i, g := range grads {
 			if acc[i] == nil {
 				acc[i] = make([]float32, len(g))
 			}
@@ -382,6 +382,30 @@ func (t *LoRATrainer) step(order []int) (loss, gradNorm float64, tokens int, err
 	t.State.Step++
 	t.State.StepInEpoch++
 	return loss, gradNorm, tokens, nil
+}
+
+// gradients runs the training graph on one micro-batch: its loss and the gradient of each
+// parameter (in Params order), and the batch. micro numbers the micro-batch since the start of
+// the run: dropout masks depend only on (seed, micro), so resuming replays them exactly.
+func (t *LoRATrainer) gradients(samples []Sample, micro int) (loss float64, grads [][]float32, b *qwen.TrainBatch, err error) {
+	b, in, err := t.batch(samples)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if err := t.Model.Ctx.SetRNGStateFromSeed(int64(t.Cfg.Seed)*1_000_003 + int64(micro)); err != nil {
+		return 0, nil, nil, err
+	}
+	out, err := t.grads.Exec(in)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	grads = make([][]float32, len(t.params))
+	for i := range t.params {
+		if grads[i], err = tensors.CopyFlatData[float32](out[1+i]); err != nil {
+			return 0, nil, nil, err
+		}
+	}
+	return toFloat(out[0]), grads, b, nil
 }
 
 func toFloat(t *tensors.Tensor) float64 {

@@ -19,7 +19,8 @@ Needs torch + transformers + PEFT (on a machine without PyPI: scripts/pyshim/REA
 Each .json holds, for the parity prompt (one image + question with the chat template): prompt
 ids, image grid, merged vision features, last-position logits, an 8-token greedy continuation
 and the adapted module names. internal/qwen's TestPEFTLoadsAcdtcmAdapter and
-TestAcdtcmLoadsPEFTAdapter compare acdtcm with them.
+TestAcdtcmLoadsPEFTAdapter compare acdtcm with them. peft_gradients.py computes PEFT's LoRA
+gradients with both adapters; rerun it after this script.
 """
 import json
 import os
