@@ -92,7 +92,7 @@ Results are decision support, not a diagnosis or a prescription.`,
 	f.StringVarP(&opts.Format, "format", "f", "table", "output format: "+strings.Join(report.Formats, ", "))
 	f.StringVarP(&opts.Output, "output", "o", "", "write results to this file (default: stdout)")
 	f.StringVar(&opts.Lang, "lang", "en", "language of the report: en or zh")
-	f.IntVar(&opts.BatchSize, "batch-size", 4, "photos per model call (4 keeps the built-in grader under ~200 MB on the CPU; larger batches use more memory without being faster there)")
+	f.IntVar(&opts.BatchSize, "batch-size", 4, "photos per model call (with the built-in grader on its native CPU engine, 4 peaks near 65 MB for any number of photos; larger batches are not faster there)")
 	f.IntVar(&opts.Workers, "workers", 0, "decoding workers (0: one per CPU)")
 	f.StringVar(&opts.Description, "description", "", "symptom description for the TCM analysis (Chinese or English)")
 	f.IntVar(&opts.Age, "age", 0, "patient age in years (0: unknown)")

@@ -99,6 +99,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.IntVar(&opts.Workers, "workers", 0, "image decoding workers (0: GOMAXPROCS)")
 	f.BoolVar(&opts.Calibrate, "calibrate", d.Calibrate, "after training, fit the ordinal count-to-grade calibration on the training photos (grades then come from the predicted lesion count)")
 	f.BoolVar(&opts.CalibrateOnly, "calibrate-only", false, "do not train: calibrate <out>/best.ckpt, then evaluate (and export with --export-dir)")
+	f.BoolVar(&opts.FlipTTA, "tta-flip", d.FlipTTA, "calibrate on lesion counts averaged over each photo and its mirror image; inference then runs both too")
 	f.StringVar(&opts.WeightsVersion, "weights-version", "1.0.0", "semantic version recorded in exported weights (grader.json; the build date is appended)")
 	f.BoolVar(&opts.AllVersions, "all-versions", d.AllVersions, "each epoch uses every train photo (all augmented versions) instead of one version per source photo")
 	f.StringVar(&opts.TrainSplit, "train-split", d.TrainSplit, "split to train on (and carve the holdout from)")

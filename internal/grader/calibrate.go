@@ -19,11 +19,14 @@ import (
 // scale error (a from-scratch counter undercounts busy faces) without touching the valid
 // split. It is fitted after training (FitCalibration) and stored in the checkpoint header.
 type Calibration struct {
-	Slope    float64                `json:"slope"`
-	Cuts     [NumGrades - 1]float64 `json:"cuts"`      // increasing
-	FittedOn string                 `json:"fitted_on"` // which photos the fit used
-	N        int                    `json:"n"`         // number of photos in the fit
-	NLL      float64                `json:"nll"`       // mean negative log-likelihood at the optimum
+	Slope float64                `json:"slope"`
+	Cuts  [NumGrades - 1]float64 `json:"cuts"` // increasing
+	// FlipTTA: the counts are the mean of the photo and its mirror image (test-time
+	// augmentation); the fit used such counts, so inference must too.
+	FlipTTA  bool    `json:"flip_tta,omitempty"`
+	FittedOn string  `json:"fitted_on"` // which photos the fit used
+	N        int     `json:"n"`         // number of photos in the fit
+	NLL      float64 `json:"nll"`       // mean negative log-likelihood at the optimum
 }
 
 // CountThresholds returns the total counts at which the most likely grade changes from k to

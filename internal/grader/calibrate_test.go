@@ -200,3 +200,77 @@ func TestAllVersionsEpochOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestMirrorRows(t *testing.T) {
+	const size = 3
+	row := make([]uint8, size*size*3)
+	for i := range row {
+		row[i] = uint8(i)
+	}
+	m := mirrorRows([][]uint8{row}, size)[0]
+	for y := 0; y < size; y++ {
+		for x := 0; x < size; x++ {
+			for c := 0; c < 3; c++ {
+				if got, want := m[(y*size+x)*3+c], row[(y*size+size-1-x)*3+c]; got != want {
+					t.Fatalf("pixel (%d,%d,%d) = %d, want %d", x, y, c, got, want)
+				}
+			}
+		}
+	}
+	back := mirrorRows([][]uint8{m}, size)[0]
+	for i := range row {
+		if back[i] != row[i] {
+			t.Fatal("mirroring twice is not the identity")
+		}
+	}
+}
+
+// TestFlipTTAAveragesCounts checks that a FlipTTA calibration grades from the mean of the
+// photo's and its mirror image's lesion counts.
+func TestFlipTTAAveragesCounts(t *testing.T) {
+	samples, px := synthetic(16, 32, 4)
+	c := tinyConfig(t.TempDir())
+	tr, err := NewTrainer(c, testBackend(t), samples, px)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, tr, 2)
+	path := filepath.Join(c.OutDir, "best.ckpt")
+	if err := SaveCheckpoint(path, tr.Context(), tr.Cfg.Model, nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := px.Data[:3]
+	plain, err := m.PredictPreprocessed(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirrored, err := m.PredictPreprocessed(mirrorRows(rows, c.Model.InputSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Calibration = &Calibration{Slope: 2.5, Cuts: [3]float64{1, 3, 5}, FlipTTA: true}
+	tta, err := m.PredictPreprocessed(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		var total float64
+		for k, got := range tta[i].LesionCounts {
+			want := (plain[i].LesionCounts[k] + mirrored[i].LesionCounts[k]) / 2
+			if math.Abs(got-want) > 1e-9 {
+				t.Fatalf("photo %d %s: count %v, want the mean %v", i, k, got, want)
+			}
+			total += got
+		}
+		want := m.Calibration.Probabilities(total)
+		for g := range want {
+			if math.Abs(tta[i].Probabilities[g]-want[g]) > 1e-12 {
+				t.Fatalf("photo %d: probabilities %v, want %v", i, tta[i].Probabilities, want)
+			}
+		}
+	}
+}

@@ -230,14 +230,68 @@ func (m *Model) Predict(images []image.Image) ([]Prediction, error) {
 
 // PredictPreprocessed grades photos already passed through Preprocess; box coordinates are
 // normalised to 0..1.
+// With a calibration fitted on flip-averaged counts (Calibration.FlipTTA), each photo is
+// also run mirrored and the two passes' lesion counts are averaged before grading.
 func (m *Model) PredictPreprocessed(rows [][]uint8) ([]Prediction, error) {
+	cal := m.Calibration
+	return m.predict(rows, cal, cal != nil && cal.FlipTTA)
+}
+
+// predict runs the network on rows and grades with cal (nil: the grade head); with flipTTA
+// the mirrored photos are run too and counts (and, without cal, head probabilities) are the
+// mean of both passes. Boxes come from the unmirrored pass.
+func (m *Model) predict(rows [][]uint8, cal *Calibration, flipTTA bool) ([]Prediction, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
+	preds, err := m.run(rows, cal)
+	if err != nil || !flipTTA {
+		return preds, err
+	}
+	mirrored, err := m.run(mirrorRows(rows, m.Config.InputSize), nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := range preds {
+		p, q := &preds[i], mirrored[i]
+		var total float64
+		for k, c := range p.LesionCounts {
+			p.LesionCounts[k] = (c + q.LesionCounts[k]) / 2
+			total += p.LesionCounts[k]
+		}
+		if cal != nil {
+			p.Probabilities = cal.Probabilities(total)
+		} else {
+			for g := range p.Probabilities {
+				p.Probabilities[g] = (p.Probabilities[g] + q.Probabilities[g]) / 2
+			}
+		}
+		p.Grade = argmax(p.Probabilities)
+	}
+	return preds, nil
+}
+
+// run is one batched pass of the network (native engine, or the GoMLX graph).
+func (m *Model) run(rows [][]uint8, cal *Calibration) ([]Prediction, error) {
 	if m.native != nil {
-		return predictRowsNative(m.native, m.Config, m.Calibration, rows)
+		return predictRowsNative(m.native, m.Config, cal, rows)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return predictRows(m.exec, m.Config, m.Calibration, rows)
+	return predictRows(m.exec, m.Config, cal, rows)
+}
+
+// mirrorRows returns horizontally mirrored copies of size x size RGB rows.
+func mirrorRows(rows [][]uint8, size int) [][]uint8 {
+	out := make([][]uint8, len(rows))
+	for i, r := range rows {
+		o := make([]uint8, len(r))
+		for y := 0; y < size; y++ {
+			for x := 0; x < size; x++ {
+				copy(o[(y*size+x)*3:(y*size+x)*3+3], r[(y*size+size-1-x)*3:(y*size+size-1-x)*3+3])
+			}
+		}
+		out[i] = o
+	}
+	return out
 }

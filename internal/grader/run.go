@@ -224,8 +224,9 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 // with it, and stores both in ck's header and in m.
 func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) error {
 	t0 := time.Now()
-	m.Calibration = nil // fit on the raw counts; also scores the grade head below
-	_, preds, err := Evaluate(m.PredictPreprocessed, t.train, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	tta := t.Cfg.FlipTTA
+	rawCounts := func(rows [][]uint8) ([]Prediction, error) { return m.predict(rows, nil, tta) }
+	_, preds, err := Evaluate(rawCounts, t.train, t.pix, t.pixIdx, t.Cfg.BatchSize)
 	if err != nil {
 		return fmt.Errorf("calibration predictions: %w", err)
 	}
@@ -240,7 +241,9 @@ func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) 
 	if err != nil {
 		return err
 	}
-	head, _, err := Evaluate(m.PredictPreprocessed, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
+	cal.FlipTTA = tta
+	headOnly := func(rows [][]uint8) ([]Prediction, error) { return m.predict(rows, nil, false) }
+	head, _, err := Evaluate(headOnly, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
 	if err != nil {
 		return err
 	}
@@ -250,8 +253,8 @@ func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) 
 		return err
 	}
 	th := cal.CountThresholds()
-	log("calibration on %d training photos (%.0fs): slope %.3f, grade changes at %.1f / %.1f / %.1f predicted lesions; holdout accuracy %.4f with it, %.4f with the grade head (count Spearman %.3f)",
-		cal.N, time.Since(t0).Seconds(), cal.Slope, th[0], th[1], th[2], hm.Accuracy, head.Accuracy, hm.CountSpearman)
+	log("calibration on %d training photos (flip TTA %v, %.0fs): slope %.3f, grade changes at %.1f / %.1f / %.1f predicted lesions; holdout accuracy %.4f with it, %.4f with the grade head (count Spearman %.3f)",
+		cal.N, tta, time.Since(t0).Seconds(), cal.Slope, th[0], th[1], th[2], hm.Accuracy, head.Accuracy, hm.CountSpearman)
 	ck.Header.Calibration = cal
 	if ck.Header.Metrics == nil {
 		ck.Header.Metrics = map[string]float64{}

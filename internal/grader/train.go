@@ -52,6 +52,7 @@ type TrainConfig struct {
 	AllVersions    bool        `json:"all_versions"`       // each epoch uses every photo (all augmented versions), not one version per source
 	Calibrate      bool        `json:"calibrate"`          // after training, fit the count -> grade Calibration on the training photos
 	CalibrateOnly  bool        `json:"calibrate_only"`     // skip training: (re)calibrate OutDir/best.ckpt, then evaluate and export
+	FlipTTA        bool        `json:"flip_tta"`           // calibrate (and then predict) on counts averaged with the mirrored photo
 	WeightsVersion string      `json:"weights_version"`    // semantic version of exported weights (grader.json)
 	TrainSplit     string      `json:"train_split"`
 	EvalSplit      string      `json:"eval_split"` // reported after training with the best weights; never used for selection
