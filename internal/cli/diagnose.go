@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ type diagnoseOptions struct {
 	Progress    bool
 	Shard       string
 	Resume      bool
+	RetryFailed bool
 	MaxPixels   int64
 	Remote      remote.Flags
 }
@@ -102,6 +104,7 @@ Results are decision support, not a diagnosis or a prescription.`,
 	f.BoolVar(&opts.Progress, "progress", false, "show a progress bar on stderr (default: when stderr is a terminal and output is not)")
 	f.StringVar(&opts.Shard, "shard", "", "process only shard i of n of the inputs, as i/n (0-based)")
 	f.BoolVar(&opts.Resume, "resume", false, "with --output (jsonl or csv): skip photos already in it and append")
+	f.BoolVar(&opts.RetryFailed, "retry-failed", false, "with --resume: photos recorded with an error are tried again (a new record is appended; eval uses the later successful one)")
 	f.Int64Var(&opts.MaxPixels, "max-pixels", imageio.DefaultMaxPixels, "refuse photos with more pixels (checked from the header)")
 	addBackendFlag(cmd, &opts.Backend)
 	remote.AddFlags(f, &opts.Remote)
@@ -148,16 +151,23 @@ func trimPartialLine(path string) error {
 	return nil
 }
 
-// donePhotos reads the photos already present in a jsonl or csv output file.
-func donePhotos(path, format string) (map[string]bool, error) {
-	done := map[string]bool{}
+// donePhotos reads the photos already present in a jsonl or csv output file and how many
+// lines it holds (records, plus the CSV header). With retryFailed, photos whose records all carry an error are not done.
+func donePhotos(path, format string, retryFailed bool) (done map[string]bool, records int, err error) {
+	done = map[string]bool{}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return done, nil
+		return done, 0, nil
 	} else if err != nil {
-		return nil, fmt.Errorf("--resume: %w", err)
+		return nil, 0, fmt.Errorf("--resume: %w", err)
 	}
 	defer f.Close()
+	mark := func(image, errText string) {
+		records++
+		if image != "" && (errText == "" || !retryFailed) {
+			done[image] = true
+		}
+	}
 	switch format {
 	case "jsonl":
 		sc := bufio.NewScanner(f)
@@ -165,25 +175,34 @@ func donePhotos(path, format string) (map[string]bool, error) {
 		for sc.Scan() {
 			var r struct {
 				Image string `json:"image"`
+				Error string `json:"error"`
 			}
 			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Image != "" {
-				done[r.Image] = true // a line cut by a crash does not parse and is redone
+				mark(r.Image, r.Error) // a line cut by a crash does not parse and is redone
 			}
 		}
-		return done, sc.Err()
+		return done, records, sc.Err()
 	case "csv":
 		rows, err := csv.NewReader(f).ReadAll()
 		if err != nil && len(rows) == 0 {
-			return nil, fmt.Errorf("--resume: read %s: %w", path, err)
+			return nil, 0, fmt.Errorf("--resume: read %s: %w", path, err)
+		}
+		errCol := -1
+		if len(rows) > 0 {
+			errCol = slices.Index(rows[0], "error")
 		}
 		for i, row := range rows {
 			if i > 0 && len(row) > 0 {
-				done[row[0]] = true
+				errText := ""
+				if errCol >= 0 && errCol < len(row) {
+					errText = row[errCol]
+				}
+				mark(row[0], errText)
 			}
 		}
-		return done, nil
+		return done, len(rows), nil // the header counts: it must not be written twice
 	}
-	return nil, fmt.Errorf("--resume needs --format jsonl or csv (append-only formats)")
+	return nil, 0, fmt.Errorf("--resume needs --format jsonl or csv (append-only formats)")
 }
 
 func runDiagnose(ctx context.Context, app *App, opts *diagnoseOptions) error {
@@ -196,6 +215,9 @@ func runDiagnose(ctx context.Context, app *App, opts *diagnoseOptions) error {
 	}
 	if opts.Resume && opts.Output == "" {
 		return &ExitError{Code: 2, Err: errors.New("--resume needs --output")}
+	}
+	if opts.RetryFailed && !opts.Resume {
+		return &ExitError{Code: 2, Err: errors.New("--retry-failed needs --resume")}
 	}
 	kb, err := openKnowledge(opts.Knowledge)
 	if err != nil {
@@ -211,13 +233,14 @@ func runDiagnose(ctx context.Context, app *App, opts *diagnoseOptions) error {
 	// Output: stdout, an append-only file when resuming, or an atomic temp file + rename.
 	var out io.Writer = app.Out
 	var done map[string]bool
+	var prevRecords int
 	var commit func() error
 	if opts.Output != "" {
 		if opts.Resume {
 			if err := trimPartialLine(opts.Output); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			if done, err = donePhotos(opts.Output, opts.Format); err != nil {
+			if done, prevRecords, err = donePhotos(opts.Output, opts.Format, opts.RetryFailed); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
 			f, err := os.OpenFile(opts.Output, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -252,7 +275,7 @@ func runDiagnose(ctx context.Context, app *App, opts *diagnoseOptions) error {
 	}
 	bw := bufio.NewWriterSize(out, 64<<10)
 	var sink io.Writer = bw
-	if opts.Resume && opts.Format == "csv" && len(done) > 0 {
+	if opts.Resume && opts.Format == "csv" && prevRecords > 0 {
 		sink = &dropFirstLine{w: bw} // the file already has the CSV header
 	}
 	writer, err := report.New(opts.Format, sink, report.Options{Lang: opts.Lang, Generated: time.Now()})

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -175,6 +177,63 @@ func TestDiagnoseShardsAndResume(t *testing.T) {
 	csvData, _ := os.ReadFile(csvOut)
 	if strings.Count(string(csvData), "image,image_id") != 1 || strings.Count(string(csvData), "\n") != 1+len(all) {
 		t.Errorf("resumed CSV:\n%s", csvData)
+	}
+}
+
+// TestDiagnoseResumeRetryFailed: --resume keeps a failed photo's record; with --retry-failed
+// the photo is tried again (here after being fixed) and a successful record is appended.
+func TestDiagnoseResumeRetryFailed(t *testing.T) {
+	model, photos := diagnoseFixture(t, 2, true)
+	broken := filepath.Join(photos, "broken.jpg")
+	for _, format := range []string{"jsonl", "csv"} {
+		t.Run(format, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "r."+format)
+			if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--format", format, "--output", out, photos); code != 0 {
+				t.Fatalf("first run: exit %d %s", code, stderr)
+			}
+			first, _ := os.ReadFile(out)
+			if _, _, code := runArgs(t, "diagnose", "--model", model, "--format", format, "--output", out, "--retry-failed", photos); code != 2 {
+				t.Fatalf("--retry-failed without --resume: exit %d, want 2", code)
+			}
+			// Plain --resume: everything is recorded already, including the failure.
+			if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--format", format, "--output", out, "--resume", photos); code != 0 {
+				t.Fatalf("resume: exit %d %s", code, stderr)
+			}
+			if again, _ := os.ReadFile(out); !bytes.Equal(again, first) {
+				t.Fatalf("--resume without --retry-failed changed the output:\n%s", again)
+			}
+			// Fix the photo; --retry-failed diagnoses it and appends its record.
+			src, _ := os.ReadFile(filepath.Join(photos, "p01.png"))
+			defer os.WriteFile(broken, []byte("\xff\xd8\xff\xe0 truncated"), 0o644)
+			if err := os.WriteFile(broken, src, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--format", format, "--output", out, "--resume", "--retry-failed", photos); code != 0 {
+				t.Fatalf("retry: exit %d %s", code, stderr)
+			}
+			data, _ := os.ReadFile(out)
+			added := strings.TrimPrefix(string(data), string(first))
+			if len(added) == len(data) || strings.Count(added, "\n") != 1 || !strings.Contains(added, "broken.jpg") || strings.Contains(added, "image,image_id") {
+				t.Fatalf("retry appended %q, want one record for broken.jpg", added)
+			}
+			var errText string
+			if format == "jsonl" {
+				var r struct{ Error string }
+				if err := json.Unmarshal([]byte(added), &r); err != nil {
+					t.Fatal(err)
+				}
+				errText = r.Error
+			} else {
+				rows, err := csv.NewReader(strings.NewReader(strings.SplitN(string(first), "\n", 2)[0] + "\n" + added)).ReadAll()
+				if err != nil || len(rows) != 2 {
+					t.Fatalf("appended CSV %q: %v", added, err)
+				}
+				errText = rows[1][slices.Index(rows[0], "error")]
+			}
+			if errText != "" || !strings.Contains(string(first), "broken.jpg") {
+				t.Errorf("retried record has error %q; first output:\n%s", errText, first)
+			}
+		})
 	}
 }
 

@@ -52,6 +52,7 @@ type Counts struct {
 	Unmatched      int `json:"unmatched"`        // predictions with no manifest record
 	Duplicates     int `json:"duplicates"`       // further predictions for an already matched record
 	Errored        int `json:"errored"`          // predictions carrying an error
+	Retried        int `json:"retried"`          // errored predictions replaced by a later successful one for the same record
 	Invalid        int `json:"invalid"`          // predictions with an invalid grade
 	Unconvertible  int `json:"unconvertible"`    // pairs skipped: no equivalent grade on the scale
 	MissingPred    int `json:"missing"`          // records with truth but no usable prediction
@@ -216,6 +217,13 @@ func Evaluate(m *dataset.Manifest, preds []Prediction, opts Options) (*Report, e
 		if !ok {
 			rep.Counts.Unmatched++
 			problem(Problem{ImageID: p.ImageID, Image: p.Image, Line: p.Line, Reason: "no manifest record with this image_id or image path"})
+			continue
+		}
+		if prev := matched[ri]; prev != 0 && preds[prev-1].Error != "" && p.Error == "" {
+			// A failed prediction retried successfully (diagnose --resume --retry-failed): the
+			// success replaces it.
+			rep.Counts.Retried++
+			matched[ri] = pi + 1
 			continue
 		}
 		if matched[ri] != 0 {

@@ -251,3 +251,51 @@ func TestPredictBatchesAndErrors(t *testing.T) {
 		t.Errorf("cancelled run returned %v", err)
 	}
 }
+
+// TestEvaluateRetriedPredictions checks the rule for several predictions of one photo: an
+// errored one followed by a success (diagnose --resume --retry-failed) counts as the success;
+// anything else is a duplicate and the first prediction is used.
+func TestEvaluateRetriedPredictions(t *testing.T) {
+	m, err := dataset.ReadManifest(filepath.Join("testdata", "tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := func(grade int) Prediction {
+		return Prediction{DiagnosisResult: result.DiagnosisResult{ImageID: "img01", Severity: severity.Grade{Value: grade, Scale: severity.Hayashi}}}
+	}
+	failed := Prediction{DiagnosisResult: result.DiagnosisResult{ImageID: "img01", Error: "decode: truncated"}}
+	tests := []struct {
+		name                string
+		preds               []Prediction
+		retried, duplicates int
+		errored             int
+		wantPred            int // -1: no usable prediction
+	}{
+		{"error then success", []Prediction{failed, ok(2)}, 1, 0, 0, 2},
+		{"success then error", []Prediction{ok(1), failed}, 0, 1, 0, 1},
+		{"success twice: first used", []Prediction{ok(1), ok(3)}, 0, 1, 0, 1},
+		{"error twice: no usable prediction", []Prediction{failed, failed}, 0, 1, 1, -1},
+		{"error, success, success", []Prediction{failed, ok(2), ok(3)}, 1, 1, 0, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Evaluate(m, tc.preds, Options{})
+			if tc.wantPred < 0 { // nothing usable: a clear error that still counts what it saw
+				if err == nil || !strings.Contains(err.Error(), "1 errored") {
+					t.Fatalf("err = %v, want the no-usable-prediction error counting 1 errored", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := rep.Counts
+			if c.Retried != tc.retried || c.Duplicates != tc.duplicates || c.Errored != tc.errored {
+				t.Errorf("retried %d duplicates %d errored %d, want %d %d %d", c.Retried, c.Duplicates, c.Errored, tc.retried, tc.duplicates, tc.errored)
+			}
+			if len(rep.Data.Pred) != 1 || rep.Data.Pred[0] != tc.wantPred {
+				t.Errorf("joined predictions %v, want [%d]", rep.Data.Pred, tc.wantPred)
+			}
+		})
+	}
+}
