@@ -42,12 +42,12 @@ func BenchmarkPredictDefault(b *testing.B) {
 		b.Fatal(err)
 	}
 	rows := px.Data[:16]
-	if _, err := predictRows(tr.EvalExec(), mc, nil, rows); err != nil {
+	if _, err := predictRows(tr.EvalExec(), mc, nil, rows, false); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := predictRows(tr.EvalExec(), mc, nil, rows); err != nil {
+		if _, err := predictRows(tr.EvalExec(), mc, nil, rows, false); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -68,7 +68,7 @@ func BenchmarkPredictImages(b *testing.B) {
 	if err := tr.Context().InitializeVariables(tr.backend, nil); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := predictRows(tr.EvalExec(), mc, nil, px.Data[:1]); err != nil { // create the variables
+	if _, err := predictRows(tr.EvalExec(), mc, nil, px.Data[:1], false); err != nil { // create the variables
 		b.Fatal(err)
 	}
 	path := filepath.Join(c.OutDir, "w.ckpt")

@@ -100,20 +100,28 @@ func TestFitCalibrationRejectsBadInput(t *testing.T) {
 	}
 }
 
-// TestCalibratedCheckpoint checks that a calibration saved in a checkpoint header is loaded
-// with the model and decides its grade probabilities from the predicted counts.
-func TestCalibratedCheckpoint(t *testing.T) {
+// savedTinyModel trains the tiny test model for a few steps on synthetic photos and saves its
+// weights as an inference checkpoint; it returns the path and the photos' pixels.
+func savedTinyModel(t *testing.T, steps int) (string, *Pixels) {
+	t.Helper()
 	samples, px := synthetic(16, 32, 4)
 	c := tinyConfig(t.TempDir())
 	tr, err := NewTrainer(c, testBackend(t), samples, px)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runSteps(t, tr, 1)
+	runSteps(t, tr, steps)
 	path := filepath.Join(c.OutDir, "best.ckpt")
 	if err := SaveCheckpoint(path, tr.Context(), tr.Cfg.Model, nil, nil, true); err != nil {
 		t.Fatal(err)
 	}
+	return path, px
+}
+
+// TestCalibratedCheckpoint checks that a calibration saved in a checkpoint header is loaded
+// with the model and decides its grade probabilities from the predicted counts.
+func TestCalibratedCheckpoint(t *testing.T) {
+	path, px := savedTinyModel(t, 1)
 	ck, err := ReadCheckpoint(path)
 	if err != nil {
 		t.Fatal(err)
@@ -201,26 +209,54 @@ func TestAllVersionsEpochOrder(t *testing.T) {
 	}
 }
 
-func TestMirrorRows(t *testing.T) {
-	const size = 3
-	row := make([]uint8, size*size*3)
-	for i := range row {
-		row[i] = uint8(i)
-	}
-	m := mirrorRows([][]uint8{row}, size)[0]
-	for y := 0; y < size; y++ {
-		for x := 0; x < size; x++ {
-			for c := 0; c < 3; c++ {
-				if got, want := m[(y*size+x)*3+c], row[(y*size+size-1-x)*3+c]; got != want {
-					t.Fatalf("pixel (%d,%d,%d) = %d, want %d", x, y, c, got, want)
-				}
+// mirrored returns horizontally mirrored copies of size x size RGB rows, written out by hand
+// as the reference for the flip passes.
+func mirrored(rows [][]uint8, size int) [][]uint8 {
+	out := make([][]uint8, len(rows))
+	for i, r := range rows {
+		out[i] = make([]uint8, len(r))
+		for y := 0; y < size; y++ {
+			for x := 0; x < size; x++ {
+				copy(out[i][(y*size+x)*3:(y*size+x)*3+3], r[(y*size+size-1-x)*3:(y*size+size-1-x)*3+3])
 			}
 		}
 	}
-	back := mirrorRows([][]uint8{m}, size)[0]
-	for i := range row {
-		if back[i] != row[i] {
-			t.Fatal("mirroring twice is not the identity")
+	return out
+}
+
+// TestFlipRunsMirrorImage checks that a flipped pass equals a pass on the mirrored photos, on
+// the native engine and on the GoMLX graph.
+func TestFlipRunsMirrorImage(t *testing.T) {
+	path, px := savedTinyModel(t, 2)
+	for _, backend := range []string{"go", "simplego"} {
+		m, err := LoadWithBackend(path, backend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := px.Data[:3]
+		got, err := m.run(rows, nil, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := m.run(mirrored(rows, m.Config.InputSize), nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := m.run(rows, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		differs := false
+		for i := range rows {
+			for k, c := range got[i].LesionCounts {
+				if math.Abs(c-want[i].LesionCounts[k]) > 1e-9 {
+					t.Fatalf("%s photo %d %s: flipped pass %v, mirrored photo %v", backend, i, k, c, want[i].LesionCounts[k])
+				}
+				differs = differs || math.Abs(c-plain[i].LesionCounts[k]) > 1e-9
+			}
+		}
+		if !differs {
+			t.Errorf("%s: the flipped pass equals the plain one: nothing was mirrored", backend)
 		}
 	}
 }
@@ -228,17 +264,7 @@ func TestMirrorRows(t *testing.T) {
 // TestFlipTTAAveragesCounts checks that a FlipTTA calibration grades from the mean of the
 // photo's and its mirror image's lesion counts.
 func TestFlipTTAAveragesCounts(t *testing.T) {
-	samples, px := synthetic(16, 32, 4)
-	c := tinyConfig(t.TempDir())
-	tr, err := NewTrainer(c, testBackend(t), samples, px)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runSteps(t, tr, 2)
-	path := filepath.Join(c.OutDir, "best.ckpt")
-	if err := SaveCheckpoint(path, tr.Context(), tr.Cfg.Model, nil, nil, true); err != nil {
-		t.Fatal(err)
-	}
+	path, px := savedTinyModel(t, 2)
 	m, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +274,7 @@ func TestFlipTTAAveragesCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mirrored, err := m.PredictPreprocessed(mirrorRows(rows, c.Model.InputSize))
+	mirror, err := m.PredictPreprocessed(mirrored(rows, m.Config.InputSize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +286,7 @@ func TestFlipTTAAveragesCounts(t *testing.T) {
 	for i := range rows {
 		var total float64
 		for k, got := range tta[i].LesionCounts {
-			want := (plain[i].LesionCounts[k] + mirrored[i].LesionCounts[k]) / 2
+			want := (plain[i].LesionCounts[k] + mirror[i].LesionCounts[k]) / 2
 			if math.Abs(got-want) > 1e-9 {
 				t.Fatalf("photo %d %s: count %v, want the mean %v", i, k, got, want)
 			}

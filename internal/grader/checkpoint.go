@@ -83,13 +83,7 @@ func SaveCheckpoint(path string, ctx *context.Context, mc ModelConfig, state any
 		hdr.Tensors = append(hdr.Tensors, TensorEntry{Name: v.ScopeAndName(), DType: sh.DType.String(), DTypeN: int32(sh.DType),
 			Shape: append([]int{}, sh.Dimensions...), Offset: start, Bytes: int64(data.Len()) - start})
 	}
-	hj, err := json.Marshal(hdr)
-	if err != nil {
-		return fmt.Errorf("checkpoint %s: encode header: %w", path, err)
-	}
-	return fsutil.WriteAtomic(path, 0o644, func(w io.Writer) error {
-		return writeCheckpointBytes(w, hj, data.Bytes())
-	})
+	return (&Checkpoint{Header: hdr, data: data.Bytes()}).Save(path)
 }
 
 // writeCheckpointBytes writes the checkpoint framing around a JSON header and tensor data.

@@ -87,7 +87,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := predictRows(tr.EvalExec(), c.Model, nil, px.Data[:2])
+	b, err := predictRows(tr.EvalExec(), c.Model, nil, px.Data[:2], false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func TestForwardShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := [][]uint8{px.Data[0], px.Data[1], px.Data[2]}
-	preds, err := predictRows(tr.EvalExec(), tr.Cfg.Model, nil, rows)
+	preds, err := predictRows(tr.EvalExec(), tr.Cfg.Model, nil, rows, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,7 +195,7 @@ func (n *nativeNet) newWorker() *nativeWorker {
 // forward runs the network on resized RGB rows (InputSize^2*3 bytes each) and writes what the
 // GoMLX inference graph returns: density [b, grid, grid, types], counts [b, types] and grade
 // probabilities [b, NumGrades] (all flat, row-major).
-func (n *nativeNet) forward(rows [][]uint8, dens, counts, probs []float32) error {
+func (n *nativeNet) forward(rows [][]uint8, flip bool, dens, counts, probs []float32) error {
 	s := n.mc.InputSize
 	for i, r := range rows {
 		if len(r) != s*s*3 {
@@ -203,7 +203,7 @@ func (n *nativeNet) forward(rows [][]uint8, dens, counts, probs []float32) error
 		}
 	}
 	return n.run(len(rows), func(w *nativeWorker, i int) []float32 {
-		fillInput(w.input, rows[i], s, false, 1, n.mc.HighPass, &w.feat)
+		fillInput(w.input, rows[i], s, flip, 1, n.mc.HighPass, &w.feat)
 		return w.input
 	}, dens, counts, probs)
 }
@@ -482,10 +482,10 @@ func useNative(spec string) bool {
 }
 
 // predictRowsNative is predictRows on the native engine.
-func predictRowsNative(n *nativeNet, mc ModelConfig, cal *Calibration, rows [][]uint8) ([]Prediction, error) {
+func predictRowsNative(n *nativeNet, mc ModelConfig, cal *Calibration, rows [][]uint8, flip bool) ([]Prediction, error) {
 	b, g := len(rows), mc.Grid()
 	dens, counts, probs := make([]float32, b*g*g*NumTypes), make([]float32, b*NumTypes), make([]float32, b*NumGrades)
-	if err := n.forward(rows, dens, counts, probs); err != nil {
+	if err := n.forward(rows, flip, dens, counts, probs); err != nil {
 		return nil, err
 	}
 	return decodePredictions(mc, cal, b, dens, counts, probs), nil

@@ -161,7 +161,7 @@ func compareNative(t *testing.T, ck *Checkpoint, batches []int, seed uint64) {
 			saved := nativeAsm
 			nativeAsm = asm
 			got := [][]float32{make([]float32, b*g*g*NumTypes), make([]float32, b*NumTypes), make([]float32, b*NumGrades)}
-			err := net.forward(rows, got[0], got[1], got[2])
+			err := net.forward(rows, false, got[0], got[1], got[2])
 			nativeAsm = saved
 			if err != nil {
 				t.Fatal(err)

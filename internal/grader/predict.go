@@ -47,10 +47,11 @@ func newPredictExec(backend backends.Backend, ctx *context.Context, mc ModelConf
 // boxSide is the typical lesion box side relative to the image (ACNE04 median ~27/640 px).
 const boxSide = 0.043
 
-// predictRows runs the model on resized RGB rows (InputSize^2*3 bytes each). With a
+// predictRows runs the model on resized RGB rows (InputSize^2*3 bytes each), mirrored
+// horizontally when flip is set (fillInput does it while building the input). With a
 // calibration the grade probabilities come from the predicted total count (Calibration);
 // without one, from the network's grade head.
-func predictRows(exec *context.Exec, mc ModelConfig, cal *Calibration, rows [][]uint8) ([]Prediction, error) {
+func predictRows(exec *context.Exec, mc ModelConfig, cal *Calibration, rows [][]uint8, flip bool) ([]Prediction, error) {
 	s := mc.InputSize
 	b := len(rows)
 	nc := mc.inputChannels()
@@ -60,7 +61,7 @@ func predictRows(exec *context.Exec, mc ModelConfig, cal *Calibration, rows [][]
 		if len(r) != s*s*3 {
 			return nil, fmt.Errorf("input %d: %d bytes, want %d", i, len(r), s*s*3)
 		}
-		fillInput(img[i*s*s*nc:(i+1)*s*s*nc], r, s, false, 1, mc.HighPass, &scratch)
+		fillInput(img[i*s*s*nc:(i+1)*s*s*nc], r, s, flip, 1, mc.HighPass, &scratch)
 	}
 	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(img, b, s, s, nc))
 	if err != nil {
@@ -244,11 +245,11 @@ func (m *Model) predict(rows [][]uint8, cal *Calibration, flipTTA bool) ([]Predi
 	if len(rows) == 0 {
 		return nil, nil
 	}
-	preds, err := m.run(rows, cal)
+	preds, err := m.run(rows, cal, false)
 	if err != nil || !flipTTA {
 		return preds, err
 	}
-	mirrored, err := m.run(mirrorRows(rows, m.Config.InputSize), nil)
+	mirrored, err := m.run(rows, nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -271,27 +272,13 @@ func (m *Model) predict(rows [][]uint8, cal *Calibration, flipTTA bool) ([]Predi
 	return preds, nil
 }
 
-// run is one batched pass of the network (native engine, or the GoMLX graph).
-func (m *Model) run(rows [][]uint8, cal *Calibration) ([]Prediction, error) {
+// run is one batched pass of the network (native engine, or the GoMLX graph) on the photos,
+// or on their mirror images with flip.
+func (m *Model) run(rows [][]uint8, cal *Calibration, flip bool) ([]Prediction, error) {
 	if m.native != nil {
-		return predictRowsNative(m.native, m.Config, cal, rows)
+		return predictRowsNative(m.native, m.Config, cal, rows, flip)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return predictRows(m.exec, m.Config, cal, rows)
-}
-
-// mirrorRows returns horizontally mirrored copies of size x size RGB rows.
-func mirrorRows(rows [][]uint8, size int) [][]uint8 {
-	out := make([][]uint8, len(rows))
-	for i, r := range rows {
-		o := make([]uint8, len(r))
-		for y := 0; y < size; y++ {
-			for x := 0; x < size; x++ {
-				copy(o[(y*size+x)*3:(y*size+x)*3+3], r[(y*size+size-1-x)*3:(y*size+size-1-x)*3+3])
-			}
-		}
-		out[i] = o
-	}
-	return out
+	return predictRows(m.exec, m.Config, cal, rows, flip)
 }

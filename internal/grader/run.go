@@ -4,7 +4,6 @@ import (
 	gocontext "context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,14 +200,7 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 		params += n
 	}
 	hdr := CheckpointHeader{FormatVersion: checkpointVersion, Model: ck.Header.Model, Metrics: rep.Metrics, Calibration: ck.Header.Calibration, Tensors: buf}
-	hj, err := json.Marshal(hdr)
-	if err != nil {
-		return err
-	}
-	err = fsutil.WriteAtomic(filepath.Join(dir, "grader.ckpt"), 0o644, func(w io.Writer) error {
-		return writeCheckpointBytes(w, hj, data)
-	})
-	if err != nil {
+	if err := (&Checkpoint{Header: hdr, data: data}).Save(filepath.Join(dir, "grader.ckpt")); err != nil {
 		return err
 	}
 	info := WeightsInfo{Name: "acdtcm-grader", Version: fmt.Sprintf("%s+%s", rep.WeightsVersion, time.Now().UTC().Format("20060102")), Model: ck.Header.Model,

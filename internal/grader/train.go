@@ -498,7 +498,7 @@ func (t *Trainer) writeMetrics() error {
 
 // predictHead runs the trainer's current weights (GoMLX graph, grade head, no calibration).
 func (t *Trainer) predictHead(rows [][]uint8) ([]Prediction, error) {
-	return predictRows(t.eval, t.Cfg.Model, nil, rows)
+	return predictRows(t.eval, t.Cfg.Model, nil, rows, false)
 }
 
 // Context returns the GoMLX context holding the trainer's variables.
