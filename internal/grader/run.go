@@ -52,12 +52,16 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 		return nil, fmt.Errorf("data %s: no %q photos", cfg.Data, cfg.TrainSplit)
 	}
 	bestPath := filepath.Join(cfg.OutDir, "best.ckpt")
+	var savedState TrainState // with CalibrateOnly: the state stored with the best weights
 	if cfg.CalibrateOnly {
 		ck, err := ReadCheckpoint(bestPath)
 		if err != nil {
 			return nil, fmt.Errorf("--calibrate-only needs the weights to calibrate in %s: %w", bestPath, err)
 		}
 		cfg.Model = ck.Header.Model
+		if len(ck.Header.State) > 0 { // exported weights carry none
+			_ = json.Unmarshal(ck.Header.State, &savedState)
+		}
 	}
 	t0 := time.Now()
 	pix, bad, err := LoadPixels(trainS, cfg.Model.InputSize, cfg.CacheDir, cfg.Workers)
@@ -97,7 +101,7 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	}
 	st := tr.State
 	if cfg.CalibrateOnly {
-		st = trainStateOf(bestPath)
+		st = savedState
 	}
 	rep := &Report{TrainSources: tr.NumTrain(), HoldoutSources: tr.NumHoldout(), Epochs: st.Epoch, BestEpoch: st.BestEpoch,
 		Holdout: st.Best, TrainSeconds: st.Elapsed, Metrics: map[string]float64{}, WeightsVersion: cfg.WeightsVersion}
@@ -256,14 +260,4 @@ func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) 
 	}
 	ck.Header.Metrics["holdout_head_accuracy"] = head.Accuracy
 	return nil
-}
-
-// trainStateOf returns the training state stored in a checkpoint (zero when it has none,
-// e.g. exported weights).
-func trainStateOf(path string) TrainState {
-	var st TrainState
-	if ck, err := ReadCheckpoint(path); err == nil && len(ck.Header.State) > 0 {
-		_ = json.Unmarshal(ck.Header.State, &st)
-	}
-	return st
 }
