@@ -33,6 +33,7 @@ type quantizeOptions struct {
 	NoDoubleQuant bool
 	Report        string
 	Bench         bool
+	BenchOriginal bool
 	BenchTokens   int
 	Backend       string
 	Worst         int
@@ -88,6 +89,7 @@ quadratic kappa) on --eval-split and the bench measures photos per second.`,
 	f.BoolVar(&opts.NoDoubleQuant, "no-double-quant", false, "nf4: keep block scales in float32")
 	f.StringVar(&opts.Report, "report", "", "also write the report as JSON to this file")
 	f.BoolVar(&opts.Bench, "bench", true, "load both models and measure load time, memory, speed and logit agreement")
+	f.BoolVar(&opts.BenchOriginal, "bench-original", true, "also measure the original checkpoint and compare logits (false: the quantized one only, e.g. when an earlier report has the original's numbers)")
 	f.IntVar(&opts.BenchTokens, "bench-tokens", 8, "tokens generated per speed measurement")
 	f.IntVar(&opts.Worst, "worst", 8, "tensors listed in the printed error table (worst relative RMS first; the JSON lists all)")
 	f.StringVar(&opts.EvalData, "eval-data", "", "grader: labelled photos (manifest or ACNE04 VOC export) to score both models on")
@@ -153,7 +155,16 @@ func runQuantize(app *App, opts *quantizeOptions, in, out string) error {
 	app.Logger.Info("quantized", "method", m, "tensors", conv.QuantizedCount, "kept", conv.KeptCount, "out", out)
 	if opts.Bench {
 		rep.Backend = opts.Backend
-		if err := benchQwen(rep, cfg, opts); err != nil {
+		// After each model, log its numbers and write the report so far: a benchmark cut short
+		// (a time limit on a GPU machine) still leaves what was measured.
+		measured := func(which string, st *modelStats) {
+			app.Logger.Info("benchmarked "+which, "load_s", st.LoadSeconds, "weights_bytes", st.WeightBytes,
+				"prompt_tokens", st.PromptTokens, "prefill_tok_s", st.PrefillTokPerSec, "decode_tok_s", st.DecodeTokPerSec)
+			if err := writeQuantizeReport(opts.Report, rep); err != nil {
+				app.Logger.Warn("partial report", "err", err)
+			}
+		}
+		if err := benchQwen(rep, cfg, opts, measured); err != nil {
 			return fmt.Errorf("benchmark (the quantized checkpoint %s was written): %w", out, err)
 		}
 	}
@@ -219,25 +230,40 @@ func (s *heapSampler) Stop() int64 {
 	return int64(s.peak)
 }
 
-// benchQwen loads the original and the quantized checkpoint one after the other and
-// measures each; the logits of both on the same text prompt are compared.
-func benchQwen(rep *quantizeReport, cfg *qwen.Config, opts *quantizeOptions) error {
-	prompt := qwen.Prompt{Messages: []tokenizer.Message{tokenizer.TextMessage("user", "Describe the acne lesions on this patient's face and grade their severity.")}}
+// BenchPrompt is the text prompt of the quantize benchmark (a user turn; the chat template
+// adds the default system turn and the generation prompt). scripts/gpu/hf_bench.py sends
+// transformers the same one.
+const BenchPrompt = "Describe the acne lesions on this patient's face and grade their severity."
+
+// benchQwen loads the original (unless --bench-original=false) and the quantized checkpoint
+// one after the other and measures each, calling measured after each; the logits of both on
+// the same text prompt are compared.
+func benchQwen(rep *quantizeReport, cfg *qwen.Config, opts *quantizeOptions, measured func(which string, st *modelStats)) error {
+	prompt := qwen.Prompt{Messages: []tokenizer.Message{tokenizer.TextMessage("user", BenchPrompt)}}
 	var logits [2][]float32
 	for i, dir := range []string{rep.Input, rep.Output} {
+		if i == 0 && !opts.BenchOriginal {
+			continue
+		}
 		st, lg, err := benchOne(dir, prompt, opts)
 		if err != nil {
 			return err
 		}
 		logits[i] = lg
+		which := "original"
 		if i == 0 {
 			rep.Original = st
 		} else {
-			rep.Quantized = st
+			rep.Quantized, which = st, "quantized"
+		}
+		if measured != nil {
+			measured(which, st)
 		}
 		runtime.GC()
 	}
-	rep.LogitMaxDiffOverStd, rep.LogitRMSDiffOverStd, rep.ArgmaxAgreement = compareLogits(logits[0], logits[1], cfg.Text.VocabSize)
+	if logits[0] != nil {
+		rep.LogitMaxDiffOverStd, rep.LogitRMSDiffOverStd, rep.ArgmaxAgreement = compareLogits(logits[0], logits[1], cfg.Text.VocabSize)
+	}
 	return nil
 }
 
@@ -346,7 +372,15 @@ func printQuantizeReport(w io.Writer, rep *quantizeReport, worst int) error {
 		{"weights on disk", humanBytes(c.BytesBefore), fmt.Sprintf("%s (%.1f%%)", humanBytes(c.BytesAfter), 100*float64(c.BytesAfter)/float64(max(c.BytesBefore, 1)))},
 		{"weight error (quantized tensors)", "", fmt.Sprintf("rel RMS %.4f, SNR %.1f dB; worst %s %.4f", c.OverallRelRMS, c.OverallSNRdB, c.WorstTensor, c.WorstRelRMS)},
 	}
-	if o, q := rep.Original, rep.Quantized; o != nil && q != nil {
+	if o, q := rep.Original, rep.Quantized; o == nil && q != nil {
+		rows = append(rows,
+			[]string{"load time", "(not measured)", fmt.Sprintf("%.2f s", q.LoadSeconds)},
+			[]string{"weights in memory", "", humanBytes(q.WeightBytes)},
+			[]string{"peak Go heap", "", humanBytes(q.PeakHeapBytes)},
+			[]string{fmt.Sprintf("prefill (%d tokens)", q.PromptTokens), "", fmt.Sprintf("%.1f tok/s", q.PrefillTokPerSec)},
+			[]string{fmt.Sprintf("decode (%d tokens)", q.GenerateTokens), "", fmt.Sprintf("%.1f tok/s", q.DecodeTokPerSec)},
+		)
+	} else if o != nil && q != nil {
 		rows = append(rows,
 			[]string{"load time", fmt.Sprintf("%.2f s", o.LoadSeconds), fmt.Sprintf("%.2f s", q.LoadSeconds)},
 			[]string{"weights in memory", humanBytes(o.WeightBytes), humanBytes(q.WeightBytes)},

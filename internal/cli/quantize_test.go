@@ -61,14 +61,7 @@ func TestQuantizeCommand(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", want, stdout)
 				}
 			}
-			var rep quantizeReport
-			data, err := os.ReadFile(reportPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(data, &rep); err != nil {
-				t.Fatal(err)
-			}
+			rep := readQuantizeReport(t, reportPath)
 			if rep.Convert.BytesAfter >= rep.Convert.BytesBefore || rep.Convert.QuantizedCount == 0 {
 				t.Errorf("sizes %d -> %d, %d quantized", rep.Convert.BytesBefore, rep.Convert.BytesAfter, rep.Convert.QuantizedCount)
 			}
@@ -123,6 +116,29 @@ func TestQuantizeCommand(t *testing.T) {
 	})
 }
 
+// TestQuantizeBenchQuantizedOnly: --bench-original=false measures only the quantized model
+// (no logit comparison), and the JSON report is written.
+func TestQuantizeBenchQuantizedOnly(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "tiny")
+	if code, _, errOut := runCLI(t, "", "model", "init", "--preset", "tiny", "--out", src); code != 0 {
+		t.Fatalf("model init: %s", errOut)
+	}
+	reportPath := filepath.Join(root, "int8.json")
+	code, stdout, errOut := runCLI(t, "", "quantize", "--method", "int8", "--bench-original=false", "--bench-tokens", "2",
+		"--report", reportPath, src, filepath.Join(root, "q"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(stdout, "(not measured)") || !strings.Contains(errOut, "benchmarked quantized") {
+		t.Errorf("output:\n%s\nstderr:\n%s", stdout, errOut)
+	}
+	rep := readQuantizeReport(t, reportPath)
+	if rep.Original != nil || rep.Quantized == nil || rep.Quantized.GenerateTokens != 2 || rep.ArgmaxAgreement != 0 {
+		t.Errorf("report: original %+v quantized %+v agreement %g", rep.Original, rep.Quantized, rep.ArgmaxAgreement)
+	}
+}
+
 // randomGraderCheckpoint writes a randomly initialised small grader checkpoint.
 func randomGraderCheckpoint(t *testing.T, path string) {
 	t.Helper()
@@ -158,11 +174,7 @@ func TestQuantizeGraderCommand(t *testing.T) {
 	if !strings.Contains(stdout, "photos/s") || !strings.Contains(stdout, "/model/conv0/weights") {
 		t.Errorf("output lacks the grader bench or tensor table:\n%s", stdout)
 	}
-	var rep quantizeReport
-	data, _ := os.ReadFile(reportPath)
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readQuantizeReport(t, reportPath)
 	if rep.Grader == nil || rep.Grader.Quantized.PhotosPerSec <= 0 || rep.Grader.GradeAgreement <= 0 {
 		t.Fatalf("grader bench missing or empty: %+v", rep.Grader)
 	}
@@ -219,4 +231,18 @@ func TestTrainLoRAOnQuantizedBase(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "checkpoint-best", "adapter_model.safetensors")); err != nil {
 		t.Errorf("no adapter written: %v", err)
 	}
+}
+
+// readQuantizeReport reads the JSON report that --report wrote.
+func readQuantizeReport(t *testing.T, path string) quantizeReport {
+	t.Helper()
+	var rep quantizeReport
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rep
 }

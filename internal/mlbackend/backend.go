@@ -23,7 +23,8 @@ const FlagName = "backend"
 // FlagUsage is the help text of the --backend flag.
 const FlagUsage = `ML backend: "go" (pure Go, CPU; the built-in grader then runs on its own native engine, ` +
 	`"simplego" forces GoMLX's simplego for it), "go:<options>" (GoMLX simplego, e.g. go:parallelism=4,ops_sequential), ` +
-	`"xla:cuda", "xla:<plugin name>" or "xla:/abs/path/plugin.so" (needs a build with cgo, without the noxla tag); ` +
+	`"xla:cuda", "xla:<plugin name>" or "xla:/abs/path/plugin.so" (needs a build with cgo, without the noxla tag), ` +
+	`optionally followed by ",preallocate=false", ",memory_fraction=F", ",allocator=NAME" (PJRT client) or ",tf32"; ` +
 	`diagnose, eval and serve also take "openai" (a remote OpenAI-compatible server, see --endpoint)`
 
 // ErrXLANotCompiled is returned by New when an xla spec is requested in a build without XLA
@@ -120,6 +121,8 @@ func newGo(config string) (backends.Backend, error) {
 //	xla, xla:cuda, xla:cpu  XLA/PJRT plugin by name, found in PJRT_PLUGIN_LIBRARY_PATH or the
 //	                        standard directories; never downloaded
 //	xla:/abs/path/x.so      XLA/PJRT plugin by absolute path
+//	xla:<plugin>,opt,...    plus PJRT client options (preallocate=false, memory_fraction=F,
+//	                        allocator=NAME; see XLAClientOptions) and GoMLX's (tf32, ...)
 //
 // An empty spec means DefaultSpec. The GOMLX_BACKEND environment variable is ignored.
 func New(spec string) (backends.Backend, error) {

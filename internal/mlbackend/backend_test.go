@@ -81,3 +81,24 @@ func TestCompiled(t *testing.T) {
 		t.Errorf("noxla build: New(xla:...) = %v, want ErrXLANotCompiled", err)
 	}
 }
+
+func TestSplitXLAConfig(t *testing.T) {
+	cfg, opts, err := SplitXLAConfig("/abs/xla_cuda_plugin.so,preallocate=false,tf32,memory_fraction=0.5,allocator=platform")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != "/abs/xla_cuda_plugin.so,tf32" {
+		t.Errorf("config for GoMLX = %q", cfg)
+	}
+	if opts["preallocate"] != false || opts["memory_fraction"] != float32(0.5) || opts["allocator"] != "platform" || len(opts) != 3 {
+		t.Errorf("client options = %#v", opts)
+	}
+	if cfg, opts, err := SplitXLAConfig("cuda"); err != nil || cfg != "cuda" || opts != nil {
+		t.Errorf("plain plugin: %q %v %v", cfg, opts, err)
+	}
+	for _, bad := range []string{"cuda,preallocate", "cuda,preallocate=maybe", "cuda,memory_fraction=0", "cuda,memory_fraction=1.5", "cuda,allocator=magic"} {
+		if _, _, err := SplitXLAConfig(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}

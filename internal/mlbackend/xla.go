@@ -20,8 +20,13 @@ func init() {
 	xlaNew = newXLA
 }
 
-// newXLA creates an XLA/PJRT backend for config ("cuda", "cpu", "/abs/path/plugin.so", ...).
+// newXLA creates an XLA/PJRT backend for config ("cuda", "cpu", "/abs/path/plugin.so", ...),
+// passing the options of XLAClientOptions (preallocate=false, ...) to the PJRT client.
 func newXLA(config string) (backends.Backend, error) {
+	config, clientOpts, err := SplitXLAConfig(config)
+	if err != nil {
+		return nil, err
+	}
 	plugin, _, _ := strings.Cut(config, ",")
 	if plugin != "" {
 		if filepath.IsAbs(plugin) {
@@ -31,7 +36,11 @@ func newXLA(config string) (backends.Backend, error) {
 		}
 		setCUDADataDir(plugin)
 	}
-	return xla.New(config)
+	b, err := xla.NewWithOptions(config, pjrt.NamedValuesMap(clientOpts))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // setCUDADataDir works around go-xla v0.1.4, which sets XLA_FLAGS=--xla_gpu_cuda_data_dir to a

@@ -253,14 +253,20 @@ func halfToFloat32(h uint16) float32 {
 // Float32ToBF16 rounds float32 values to bfloat16 (round to nearest even) as raw bytes.
 func Float32ToBF16(values []float32) []byte {
 	out := make([]byte, len(values)*2)
+	PutBF16(out, values)
+	return out
+}
+
+// PutBF16 writes values rounded to bfloat16 (round to nearest even) into dst, two
+// little-endian bytes each; dst must hold 2*len(values) bytes.
+func PutBF16(dst []byte, values []float32) {
 	for i, v := range values {
 		bits := math.Float32bits(v)
 		if v != v { // NaN stays NaN
-			binary.LittleEndian.PutUint16(out[i*2:], uint16(bits>>16)|0x40)
+			binary.LittleEndian.PutUint16(dst[i*2:], uint16(bits>>16)|0x40)
 			continue
 		}
 		rounding := uint32(0x7fff) + (bits>>16)&1
-		binary.LittleEndian.PutUint16(out[i*2:], uint16((bits+rounding)>>16))
+		binary.LittleEndian.PutUint16(dst[i*2:], uint16((bits+rounding)>>16))
 	}
-	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -161,5 +162,44 @@ func TestShardedCheckpoint(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, IndexName), []byte(`{"weight_map":{"a":"gone.safetensors"}}`), 0o644)
 	if _, err := OpenCheckpoint(dir); err == nil || !strings.Contains(err.Error(), "gone.safetensors") {
 		t.Errorf("missing shard error %v", err)
+	}
+}
+
+// TestWriteStreamMatchesWrite: streaming the same tensors gives the same bytes as Write, the
+// data callback sees them in file (name) order, and a wrong byte count is an error.
+func TestWriteStreamMatchesWrite(t *testing.T) {
+	vals := []float32{1, 2, 3, 4, 5, 6}
+	tensors := []Tensor{
+		F32Tensor("b.weight", []int{2, 3}, vals),
+		{Name: "a.bf16", DType: BF16, Shape: []int{6}, Data: Float32ToBF16(vals)},
+		{Name: "c", DType: U8, Shape: []int{3}, Data: []byte{7, 8, 9}},
+	}
+	var want, got bytes.Buffer
+	if err := Write(&want, tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string][]byte{}
+	heads := make([]Tensor, len(tensors))
+	for i, ts := range tensors {
+		byName[ts.Name] = ts.Data
+		heads[i] = Tensor{Name: ts.Name, DType: ts.DType, Shape: ts.Shape}
+	}
+	var order []string
+	err := WriteStream(&got, heads, map[string]string{"format": "pt"}, func(ts Tensor) ([]byte, error) {
+		order = append(order, ts.Name)
+		return byName[ts.Name], nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Error("WriteStream and Write wrote different bytes")
+	}
+	if strings.Join(order, ",") != "a.bf16,b.weight,c" {
+		t.Errorf("data requested in order %v, want name order", order)
+	}
+	err = WriteStream(io.Discard, heads, nil, func(ts Tensor) ([]byte, error) { return []byte{1}, nil })
+	if err == nil || !strings.Contains(err.Error(), "a.bf16") {
+		t.Errorf("short data: err = %v, want an error naming the tensor", err)
 	}
 }

@@ -543,8 +543,10 @@ func (t *LoRATrainer) Run(ctx gocontext.Context, progress func(Event)) error {
 			if err != nil {
 				return err
 			}
-			tps := float64(tokens) / time.Since(stepStart).Seconds()
-			if err := t.appendMetrics(map[string]any{"type": "step", "step": t.State.Step, "epoch": t.State.Epoch, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tps}); err != nil {
+			secs := time.Since(stepStart).Seconds()
+			tps := float64(tokens) / secs
+			if err := t.appendMetrics(map[string]any{"type": "step", "step": t.State.Step, "epoch": t.State.Epoch, "loss": loss, "lr": lr, "grad_norm": norm,
+				"tokens": tokens, "step_seconds": secs, "tokens_per_s": tps}); err != nil {
 				return err
 			}
 			if progress != nil {
