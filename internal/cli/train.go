@@ -101,6 +101,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.BoolVar(&opts.CalibrateOnly, "calibrate-only", false, "do not train: calibrate <out>/best.ckpt, then evaluate (and export with --export-dir)")
 	f.BoolVar(&opts.FlipTTA, "tta-flip", d.FlipTTA, "calibrate on lesion counts averaged over each photo and its mirror image; inference then runs both too")
 	f.StringVar(&opts.WeightsVersion, "weights-version", "1.0.0", "semantic version recorded in exported weights (grader.json; the build date is appended)")
+	f.IntVar(&opts.AverageLast, "average-last", d.AverageLast, "keep snapshots of the last K epochs; after training, average their weights (SWA) and use the average when it beats the best epoch on the holdout (0: off)")
 	f.BoolVar(&opts.AllVersions, "all-versions", d.AllVersions, "each epoch uses every train photo (all augmented versions) instead of one version per source photo")
 	f.StringVar(&opts.TrainSplit, "train-split", d.TrainSplit, "split to train on (and carve the holdout from)")
 	f.StringVar(&opts.EvalSplit, "eval-split", d.EvalSplit, "split scored after training with the best weights (not used for selection)")
@@ -193,6 +194,9 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 	} else {
 		fmt.Fprintf(app.Out, "trained %d epochs in %s; best holdout %s %.4f at epoch %d (%d train / %d holdout sources)\n",
 			rep.Epochs, time.Duration(rep.TrainSeconds*float64(time.Second)).Round(time.Second), cfg.Metric, rep.Holdout, rep.BestEpoch, rep.TrainSources, rep.HoldoutSources)
+		if a := rep.AveragedEpochs; len(a) == 2 {
+			fmt.Fprintf(app.Out, "best weights: the average of epochs %d-%d, which beat every single epoch on the holdout\n", a[0], a[1])
+		}
 	}
 	if rep.Eval != nil {
 		fmt.Fprintf(app.Out, "%s (%d photos): accuracy %.4f, macro-F1 %.4f, quadratic kappa %.4f, macro AUC %.4f, count MAE %.2f\n",

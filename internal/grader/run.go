@@ -19,6 +19,7 @@ type Report struct {
 	HoldoutSources int                `json:"holdout_sources"`
 	Epochs         int                `json:"epochs_done"`
 	BestEpoch      int                `json:"best_epoch"`
+	AveragedEpochs []int              `json:"averaged_epochs,omitempty"` // first and last epoch when the best weights are a weight average
 	Holdout        float64            `json:"holdout_best"`
 	Eval           *GradeMetrics      `json:"eval,omitempty"` // EvalSplit with the best weights
 	EvalSplit      string             `json:"eval_split,omitempty"`
@@ -98,6 +99,11 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 		if err := tr.Run(ctx, progress); err != nil {
 			return nil, err
 		}
+		if cfg.AverageLast > 1 {
+			if _, err := tr.averageSnapshots(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	st := tr.State
 	if cfg.CalibrateOnly {
@@ -114,6 +120,11 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	ck, err := ReadCheckpoint(bestPath)
 	if err != nil {
 		return rep, err
+	}
+	weightsOf := fmt.Sprintf("best weights of epoch %d", st.BestEpoch)
+	if first, last, ok := ck.AveragedEpochs(); ok {
+		rep.AveragedEpochs = []int{first, last}
+		weightsOf = fmt.Sprintf("weights averaged over epochs %d-%d", first, last)
 	}
 	m, err := fromCheckpoint(ck, cfg.Backend)
 	if err != nil {
@@ -151,8 +162,8 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 		if err != nil {
 			return rep, err
 		}
-		log("%s (%d photos, best weights of epoch %d): accuracy %.4f macro-F1 %.4f kappa %.4f AUC %.4f count MAE %.2f; %.1f ms/photo forward",
-			cfg.EvalSplit, gm.N, st.BestEpoch, gm.Accuracy, gm.MacroF1, gm.Kappa, gm.MacroAUC, gm.CountMAE, 1000*time.Since(t1).Seconds()/float64(gm.N))
+		log("%s (%d photos, %s): accuracy %.4f macro-F1 %.4f kappa %.4f AUC %.4f count MAE %.2f; %.1f ms/photo forward",
+			cfg.EvalSplit, gm.N, weightsOf, gm.Accuracy, gm.MacroF1, gm.Kappa, gm.MacroAUC, gm.CountMAE, 1000*time.Since(t1).Seconds()/float64(gm.N))
 		rep.Eval, rep.EvalSplit = &gm, cfg.EvalSplit
 		for k, v := range metricsMap(cfg.EvalSplit, gm) {
 			rep.Metrics[k] = v
@@ -173,14 +184,16 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 
 // WeightsInfo is the JSON written beside exported weights (grader.json).
 type WeightsInfo struct {
-	Name      string             `json:"name"`
-	Version   string             `json:"version"`
-	Model     ModelConfig        `json:"model"`
-	Params    int64              `json:"params"`
-	BestEpoch int                `json:"best_epoch"`
-	Metrics   map[string]float64 `json:"metrics"`
-	Command   string             `json:"command"` // the command line that exported these weights
-	Licence   string             `json:"licence"`
+	Name      string      `json:"name"`
+	Version   string      `json:"version"`
+	Model     ModelConfig `json:"model"`
+	Params    int64       `json:"params"`
+	BestEpoch int         `json:"best_epoch"`
+	// AveragedEpochs: the first and last epoch averaged, when the weights are an average.
+	AveragedEpochs []int              `json:"averaged_epochs,omitempty"`
+	Metrics        map[string]float64 `json:"metrics"`
+	Command        string             `json:"command"` // the command line that exported these weights
+	Licence        string             `json:"licence"`
 }
 
 // Export writes the model variables of a checkpoint (with metrics) as grader.ckpt and its
@@ -208,7 +221,7 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 		return err
 	}
 	info := WeightsInfo{Name: "acdtcm-grader", Version: fmt.Sprintf("%s+%s", rep.WeightsVersion, time.Now().UTC().Format("20060102")), Model: ck.Header.Model,
-		Params: params, BestEpoch: rep.BestEpoch, Metrics: rep.Metrics,
+		Params: params, BestEpoch: rep.BestEpoch, AveragedEpochs: rep.AveragedEpochs, Metrics: rep.Metrics,
 		Command: "acdtcm " + strings.Join(os.Args[1:], " "),
 		Licence: "trained on ACNE04 (Wu et al. 2019): free for academic use; other use needs the ACNE04 authors' permission"}
 	b, _ := json.MarshalIndent(info, "", "  ")

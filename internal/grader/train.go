@@ -54,6 +54,7 @@ type TrainConfig struct {
 	CalibrateOnly  bool        `json:"calibrate_only"`     // skip training: (re)calibrate OutDir/best.ckpt, then evaluate and export
 	FlipTTA        bool        `json:"flip_tta"`           // calibrate (and then predict) on counts averaged with the mirrored photo
 	WeightsVersion string      `json:"weights_version"`    // semantic version of exported weights (grader.json)
+	AverageLast    int         `json:"average_last"`       // keep snapshots of the last K epochs and try their weight average (0: off)
 	TrainSplit     string      `json:"train_split"`
 	EvalSplit      string      `json:"eval_split"` // reported after training with the best weights; never used for selection
 }
@@ -453,6 +454,14 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 			em.Epoch, c.Epochs, em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade, c.Metric, v, m.Accuracy, m.Kappa, m.CountMAE, em.Seconds)
 		if improved {
 			if err := SaveCheckpoint(bestPath, t.ctx, c.Model, t.State, metricsMap("holdout", m), true); err != nil {
+				return err
+			}
+		}
+		if c.AverageLast > 0 { // before last.ckpt: a run killed in between redoes this epoch
+			if err := SaveCheckpoint(snapshotPath(c.OutDir, em.Epoch), t.ctx, c.Model, t.State, metricsMap("holdout", m), true); err != nil {
+				return fmt.Errorf("epoch snapshot: %w", err)
+			}
+			if err := pruneSnapshots(c.OutDir, em.Epoch-c.AverageLast+1); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,102 @@
+//go:build experiments
+
+package grader
+
+// An opt-in experiment (build tag "experiments"), not part of the test suite: it runs the
+// built-in (or a given) grader checkpoint at several input sizes, with and without the mirror
+// image, on every ACNE04 train and valid photo, and writes the predicted lesion counts per
+// photo as CSV. scripts/grader-experiments/scale_tta.py then fits the count calibration on
+// the training photos and scores multi-scale test-time augmentation and multi-feature
+// calibrations on the holdout. See BENCHMARKS.md ("tried and not adopted").
+//
+//	go test -tags noxla,experiments ./internal/grader -run TestScaleExperiment -v \
+//	    -exp-out /tmp/scale.csv [-exp-ckpt runs/grader/best.ckpt] [-exp-data DIR] [-exp-cache DIR]
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/grader/weights"
+)
+
+var (
+	expOut   = flag.String("exp-out", "", "CSV of per-photo predicted counts (the experiment runs only when set)")
+	expCkpt  = flag.String("exp-ckpt", "", "grader checkpoint (default: the built-in weights)")
+	expData  = flag.String("exp-data", "../../../shared/datasets/acne04-detection", "the ACNE04 VOC export")
+	expCache = flag.String("exp-cache", "", "resized-pixel cache directory")
+)
+
+func TestScaleExperiment(t *testing.T) {
+	if *expOut == "" {
+		t.Skip("set -exp-out to run the experiment")
+	}
+	b := weights.Grader
+	if *expCkpt != "" {
+		var err error
+		if b, err = os.ReadFile(*expCkpt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(*expData); errors.Is(err, os.ErrNotExist) {
+		t.Skipf("ACNE04 export not found at %s", *expData)
+	}
+	all, _, err := LoadSamples(*expData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trainS []Sample
+	for _, s := range all {
+		if s.Split == "train" {
+			trainS = append(trainS, s)
+		}
+	}
+	_, hold := SplitBySource(trainS, 0.1, 1) // the holdout of configs/train-grader.yaml
+	isHold := map[string]bool{}
+	for _, s := range hold {
+		isHold[s.Source] = true
+	}
+	f, err := os.Create(*expOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintln(f, "size,flip,split,hold,source,grade,gt,c0,c1,c2,c3")
+	for _, size := range []int{224, 256, 288, 320} {
+		ck, err := ParseCheckpoint(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck.Header.Model.InputSize = size // fully convolutional: counts are density sums
+		n, err := newNativeNet(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pix, _, err := LoadPixels(all, size, *expCache, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g2 := n.head.outH * n.head.outW * NumTypes
+		for _, flip := range []bool{false, true} {
+			for i0 := 0; i0 < len(all); i0 += 16 {
+				i1 := min(len(all), i0+16)
+				dens := make([]float32, (i1-i0)*g2)
+				counts := make([]float32, (i1-i0)*NumTypes)
+				probs := make([]float32, (i1-i0)*NumGrades)
+				if err := n.forward(pix.Data[i0:i1], flip, dens, counts, probs); err != nil {
+					t.Fatal(err)
+				}
+				for j := range i1 - i0 {
+					s := all[i0+j]
+					c := counts[j*NumTypes : (j+1)*NumTypes]
+					fmt.Fprintf(f, "%d,%v,%s,%v,%s,%d,%d,%g,%g,%g,%g\n", size, flip, s.Split, isHold[s.Source], s.Source, s.Grade, len(s.Boxes), c[0], c[1], c[2], c[3])
+				}
+			}
+		}
+		t.Logf("size %d done", size)
+	}
+	t.Logf("wrote %s", filepath.Clean(*expOut))
+}
