@@ -94,6 +94,8 @@ data order and augmentation). After training, the best weights are scored on --e
 	mlbackend.AddFlag(f, &opts.Backend)
 	f.Float64Var(&opts.FlipProb, "flip-prob", d.FlipProb, "horizontal flip probability")
 	f.Float64Var(&opts.Brightness, "brightness", d.Brightness, "brightness jitter amplitude (0.15: x0.85..1.15)")
+	f.Float64Var(&opts.ScaleJitter, "scale-jitter", d.ScaleJitter, "random zoom-in crop of up to 1+J, resized back, lesion boxes following (0: off)")
+	f.Float64Var(&opts.ColorJitter, "color-jitter", d.ColorJitter, "per-channel colour gain amplitude (0.1: x0.9..1.1 per channel; 0: off)")
 	f.Float64Var(&opts.ClassWeightP, "class-weight-power", d.ClassWeightP, "grade loss weight = class frequency^-p")
 	f.IntVar(&opts.MaxSteps, "max-steps", 0, "stop after this many steps in total (0: no limit)")
 	f.IntVar(&opts.Workers, "workers", 0, "image decoding workers (0: GOMAXPROCS)")

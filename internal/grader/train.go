@@ -45,16 +45,18 @@ type TrainConfig struct {
 	Resume         bool        `json:"resume"`
 	Backend        string      `json:"backend"`
 	FlipProb       float64     `json:"flip_prob"`
-	Brightness     float64     `json:"brightness"`         // multiplicative jitter amplitude
-	ClassWeightP   float64     `json:"class_weight_power"` // grade weight = (freq)^-p
-	MaxSteps       int         `json:"max_steps"`          // stop after this many steps in total (0 = no limit)
-	Workers        int         `json:"workers"`            // image decoding workers
-	AllVersions    bool        `json:"all_versions"`       // each epoch uses every photo (all augmented versions), not one version per source
-	Calibrate      bool        `json:"calibrate"`          // after training, fit the count -> grade Calibration on the training photos
-	CalibrateOnly  bool        `json:"calibrate_only"`     // skip training: (re)calibrate OutDir/best.ckpt, then evaluate and export
-	FlipTTA        bool        `json:"flip_tta"`           // calibrate (and then predict) on counts averaged with the mirrored photo
-	WeightsVersion string      `json:"weights_version"`    // semantic version of exported weights (grader.json)
-	AverageLast    int         `json:"average_last"`       // keep snapshots of the last K epochs and try their weight average (0: off)
+	Brightness     float64     `json:"brightness"`             // multiplicative jitter amplitude
+	ScaleJitter    float64     `json:"scale_jitter,omitempty"` // random zoom-in crop up to 1+ScaleJitter, boxes following (0: off)
+	ColorJitter    float64     `json:"color_jitter,omitempty"` // per-channel gain amplitude (0: off)
+	ClassWeightP   float64     `json:"class_weight_power"`     // grade weight = (freq)^-p
+	MaxSteps       int         `json:"max_steps"`              // stop after this many steps in total (0 = no limit)
+	Workers        int         `json:"workers"`                // image decoding workers
+	AllVersions    bool        `json:"all_versions"`           // each epoch uses every photo (all augmented versions), not one version per source
+	Calibrate      bool        `json:"calibrate"`              // after training, fit the count -> grade Calibration on the training photos
+	CalibrateOnly  bool        `json:"calibrate_only"`         // skip training: (re)calibrate OutDir/best.ckpt, then evaluate and export
+	FlipTTA        bool        `json:"flip_tta"`               // calibrate (and then predict) on counts averaged with the mirrored photo
+	WeightsVersion string      `json:"weights_version"`        // semantic version of exported weights (grader.json)
+	AverageLast    int         `json:"average_last"`           // keep snapshots of the last K epochs and try their weight average (0: off)
 	TrainSplit     string      `json:"train_split"`
 	EvalSplit      string      `json:"eval_split"` // reported after training with the best weights; never used for selection
 }
@@ -243,20 +245,37 @@ func (t *Trainer) batchTensors(idx []int, globalStep int) []*tensors.Tensor {
 	weights := make([]float32, b)
 	r := rand.New(rand.NewPCG(t.Cfg.Seed^0x9e3779b97f4a7c15, uint64(globalStep)))
 	var scratch featureScratch
+	var augmented []uint8
+	if t.Cfg.ScaleJitter > 0 || t.Cfg.ColorJitter > 0 {
+		augmented = make([]uint8, s*s*3)
+	}
 	for bi, i := range idx {
 		smp := &t.train[i]
 		flip := r.Float64() < t.Cfg.FlipProb
 		gain := float32(1 + (2*r.Float64()-1)*t.Cfg.Brightness)
-		fillInput(img[bi*s*s*nc:(bi+1)*s*s*nc], t.pix.Data[t.pixIdx[smp.ID]], s, flip, gain, mc.HighPass, &scratch)
-		boxes := smp.Boxes
-		if flip {
-			boxes = make([]heatmap.Box, len(smp.Boxes))
-			for k, bx := range smp.Boxes {
-				boxes[k] = heatmap.Box{Type: bx.Type, X0: 1 - bx.X1, X1: 1 - bx.X0, Y0: bx.Y0, Y1: bx.Y1}
+		row, boxes := t.pix.Data[t.pixIdx[smp.ID]], smp.Boxes
+		if t.Cfg.ScaleJitter > 0 { // drawn after flip and gain: runs without it are unchanged
+			win := drawCrop(r, t.Cfg.ScaleJitter)
+			cropResize(row, s, win, augmented)
+			row, boxes = augmented, cropBoxes(boxes, win)
+		}
+		if t.Cfg.ColorJitter > 0 {
+			if t.Cfg.ScaleJitter <= 0 {
+				copy(augmented, row)
+				row = augmented
 			}
+			applyGains(row, colourGains(r, t.Cfg.ColorJitter))
+		}
+		fillInput(img[bi*s*s*nc:(bi+1)*s*s*nc], row, s, flip, gain, mc.HighPass, &scratch)
+		if flip {
+			flipped := make([]heatmap.Box, len(boxes))
+			for k, bx := range boxes {
+				flipped[k] = heatmap.Box{Type: bx.Type, X0: 1 - bx.X1, X1: 1 - bx.X0, Y0: bx.Y0, Y1: bx.Y1}
+			}
+			boxes = flipped
 		}
 		copy(dens[bi*grid*grid*nt:], heatmap.Target(boxes, grid, nt, mc.Sigma))
-		for _, bx := range smp.Boxes {
+		for _, bx := range boxes {
 			counts[bi*nt+bx.Type]++
 		}
 		grades[bi] = int32(smp.Grade)
