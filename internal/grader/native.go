@@ -6,8 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 
+	"github.com/acdtcm/acdtcm/internal/parallel"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
@@ -226,45 +226,13 @@ func (n *nativeNet) run(b int, input func(w *nativeWorker, i int) []float32, den
 		n.image(wk, input(wk, i), dens[i*g2:(i+1)*g2], counts[i*NumTypes:(i+1)*NumTypes], probs[i*NumGrades:(i+1)*NumGrades], tiles, nw)
 	}
 	if b%nw == 0 || b >= 4*nw { // images in parallel: each worker runs whole images
-		parallelFor(b, nw, func(w, i int) { one(w, i, false) })
+		parallel.For(b, nw, func(w, i int) { one(w, i, false) })
 		return nil
 	}
 	for i := range b { // too few images to share out: the tiles of each layer in parallel
 		one(0, i, true)
 	}
 	return nil
-}
-
-// parallelFor calls fn(worker, i) for i in [0, n) on up to workers goroutines (the caller's
-// included), handing out indices in order.
-func parallelFor(n, workers int, fn func(worker, i int)) {
-	workers = min(workers, n)
-	if workers <= 1 {
-		for i := 0; i < n; i++ {
-			fn(0, i)
-		}
-		return
-	}
-	var next atomic.Int64
-	run := func(w int) {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= n {
-				return
-			}
-			fn(w, i)
-		}
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(w)
-		}()
-	}
-	run(0)
-	wg.Wait()
 }
 
 // image runs the network on one photo's input (fillInput's layout, not modified) with worker
@@ -361,7 +329,7 @@ func (n *nativeNet) conv(l *nativeConv, in, out []float32, w *nativeWorker, tile
 		}
 		return
 	}
-	parallelFor(nt, nw, func(wi, t int) {
+	parallel.For(nt, nw, func(wi, t int) {
 		tw := w
 		if wi > 0 {
 			tw = n.workers[wi]

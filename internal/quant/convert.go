@@ -8,10 +8,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/parallel"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
@@ -159,18 +158,7 @@ func ConvertCheckpoint(in, out string, o ConvertOptions) (*ConvertReport, error)
 		r.quantized = true
 		r.out = q.Encode(name)
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < min(runtime.GOMAXPROCS(0), len(names)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
-				convert(i)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(names), runtime.GOMAXPROCS(0), func(_, i int) { convert(i) })
 	var outTensors []safetensors.Tensor
 	var sumSig, sumNoise, sumRel float64
 	for i := range results {

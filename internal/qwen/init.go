@@ -11,10 +11,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/parallel"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 	"github.com/acdtcm/acdtcm/internal/tokenizer"
 )
@@ -327,24 +326,16 @@ func fillChunked(out []byte, n int64, k int, norm bool, opts InitOptions) {
 		size = 2
 	}
 	chunks := (n + initChunk - 1) / initChunk
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < min(runtime.GOMAXPROCS(0), int(chunks)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			vals := make([]float32, initChunk)
-			for {
-				c := next.Add(1) - 1
-				if c >= chunks {
-					return
-				}
-				lo, hi := c*initChunk, min((c+1)*initChunk, n)
-				rng := rand.New(rand.NewPCG(opts.Seed, uint64(k)<<32|uint64(c)))
-				fillRandom(vals[:hi-lo], norm, rng)
-				encodeValues(out[lo*size:hi*size], vals[:hi-lo], opts.BF16)
-			}
-		}()
-	}
-	wg.Wait()
+	workers := min(runtime.GOMAXPROCS(0), int(chunks))
+	bufs := make([][]float32, workers)
+	parallel.For(int(chunks), workers, func(w, ci int) {
+		if bufs[w] == nil {
+			bufs[w] = make([]float32, initChunk)
+		}
+		c := int64(ci)
+		lo, hi := c*initChunk, min((c+1)*initChunk, n)
+		rng := rand.New(rand.NewPCG(opts.Seed, uint64(k)<<32|uint64(c)))
+		fillRandom(bufs[w][:hi-lo], norm, rng)
+		encodeValues(out[lo*size:hi*size], bufs[w][:hi-lo], opts.BF16)
+	})
 }

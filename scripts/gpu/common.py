@@ -165,3 +165,22 @@ def smart_resize(h, w, factor=28, min_pixels=3136, max_pixels=12845056):
         beta = math.sqrt(min_pixels / (h * w))
         hb, wb = math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor
     return hb, wb
+
+
+def failure(exc):
+    """Print the traceback of exc and return the fields that record the failure."""
+    import traceback
+
+    traceback.print_exc()
+    return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def free_memory(device):
+    """Drop unreferenced tensors (and the CUDA cache) between measurements."""
+    import gc
+
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()

@@ -17,7 +17,6 @@ and torch.cuda.max_memory_allocated. One JSON line per --dtypes entry on stdout 
     scripts/pyref-env.sh python3 scripts/gpu/hf_bench.py /tmp/qwen-tiny --device cpu --dtypes float32
 """
 import argparse
-import gc
 import math
 import os
 import sys
@@ -99,9 +98,7 @@ def bench(args, ckpt, ref, tokenizer, dtype_name):
         res["max_memory_allocated_bytes"] = torch.cuda.max_memory_allocated()
         res["max_memory_reserved_bytes"] = torch.cuda.max_memory_reserved()
     del model, logits
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
+    common.free_memory(device)
     return res
 
 
@@ -129,14 +126,9 @@ def main():
             res["stage"] = args.label
             res["ok"] = True
         except Exception as e:  # noqa: BLE001 - report and go on with the next dtype
-            import traceback
-
-            traceback.print_exc()
-            res = {"stage": args.label, "impl": "transformers", "dtype": name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+            res = {"stage": args.label, "impl": "transformers", "dtype": name, **common.failure(e)}
             failed = True
-            gc.collect()
-            if args.device.startswith("cuda"):
-                torch.cuda.empty_cache()
+            common.free_memory(args.device)
         common.emit(res, args.json)
     sys.exit(1 if failed else 0)
 

@@ -28,7 +28,6 @@ tokens per step (batch x sequence), losses, torch.cuda.max_memory_allocated/rese
     scripts/pyref-env.sh python3 scripts/gpu/peft_step.py /tmp/qwen-tiny --data d.jsonl --device cpu
 """
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -299,15 +298,10 @@ def main():
             res["tokens_per_second"] = B * S / res["step_seconds_median"]
             res["ok"] = True
         except Exception as e:  # noqa: BLE001 - report and go on with the next mode
-            import traceback
-
-            traceback.print_exc()
-            res.update({"mode": mode, "ok": False, "error": f"{type(e).__name__}: {e}"})
+            res.update({"mode": mode, **common.failure(e)})
             failed = True
         model.zero_grad(set_to_none=True)
-        gc.collect()
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        common.free_memory(args.device)
         common.emit(res, args.json)
     sys.exit(1 if failed else 0)
 
