@@ -139,4 +139,16 @@ func TestTrainCommandEndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(string(info), `"version": "9.9.9+`) {
 		t.Errorf("grader.json after --weights-version 9.9.9: %s (%v)", info, err)
 	}
+	// --init-from fine-tunes the exported weights in a new run at another input size.
+	fineOut := t.TempDir()
+	stdout.Reset()
+	stderr.Reset()
+	code = Execute([]string{"--config", cfg, "train", "--progress=false", "--out", fineOut, "--init-from", filepath.Join(export, "grader.ckpt"),
+		"--input-size", "48", "--epochs", "1"}, strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stderr.String(), "initialised from "+filepath.Join(export, "grader.ckpt")+" (trained at 32 px; this run: 48 px)") {
+		t.Fatalf("init-from: exit %d, stdout %q, stderr %s", code, stdout.String(), stderr.String())
+	}
+	if _, err := grader.Load(filepath.Join(fineOut, "best.ckpt")); err != nil {
+		t.Errorf("fine-tuned weights: %v", err)
+	}
 }

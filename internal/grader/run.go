@@ -3,6 +3,7 @@ package grader
 import (
 	gocontext "context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/grader/weights"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 )
 
@@ -90,6 +92,15 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 			return nil, err
 		}
 		log("resumed from %s at epoch %d step %d (global step %d)", lastPath, tr.State.Epoch+1, tr.State.StepInEpoch, tr.State.GlobalStep)
+	} else if cfg.InitFrom != "" && !cfg.CalibrateOnly {
+		ck, name, err := readInitCheckpoint(cfg.InitFrom)
+		if err != nil {
+			return nil, err
+		}
+		if err := tr.InitFromCheckpoint(ck, name); err != nil {
+			return nil, err
+		}
+		log("initialised from %s (trained at %d px; this run: %d px)", name, ck.Header.Model.InputSize, cfg.Model.InputSize)
 	}
 	cj, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := fsutil.WriteFileAtomic(filepath.Join(cfg.OutDir, "config.json"), append(cj, '\n'), 0o644); err != nil {
@@ -273,4 +284,24 @@ func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) 
 	}
 	ck.Header.Metrics["holdout_head_accuracy"] = head.Accuracy
 	return nil
+}
+
+// readInitCheckpoint reads the --init-from weights: "builtin" (the embedded ones) or a
+// checkpoint file.
+func readInitCheckpoint(spec string) (*Checkpoint, string, error) {
+	if spec == "builtin" {
+		if len(weights.Grader) == 0 {
+			return nil, "", errors.New("--init-from builtin: this binary has no built-in grader weights")
+		}
+		ck, err := ParseCheckpoint(weights.Grader)
+		if err != nil {
+			return nil, "", fmt.Errorf("--init-from builtin: %w", err)
+		}
+		return ck, "the built-in weights", nil
+	}
+	ck, err := ReadCheckpoint(spec)
+	if err != nil {
+		return nil, "", fmt.Errorf("--init-from: %w", err)
+	}
+	return ck, spec, nil
 }

@@ -57,6 +57,7 @@ type TrainConfig struct {
 	FlipTTA        bool        `json:"flip_tta"`               // calibrate (and then predict) on counts averaged with the mirrored photo
 	WeightsVersion string      `json:"weights_version"`        // semantic version of exported weights (grader.json)
 	AverageLast    int         `json:"average_last"`           // keep snapshots of the last K epochs and try their weight average (0: off)
+	InitFrom       string      `json:"init_from,omitempty"`    // start from these weights (a checkpoint path or "builtin") instead of a random initialisation
 	TrainSplit     string      `json:"train_split"`
 	EvalSplit      string      `json:"eval_split"` // reported after training with the best weights; never used for selection
 }
@@ -357,6 +358,47 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	}
 	st.Config = t.Cfg
 	t.State = st
+	return nil
+}
+
+// InitFromCheckpoint loads the model weights of ck (a fresh run's starting point: the
+// optimizer state, schedule and history start anew). The architecture must match the
+// configured one; the input size and the density target sigma may differ, since the network
+// is fully convolutional (e.g. fine-tuning the 224 px built-in weights at 320 px).
+func (t *Trainer) InitFromCheckpoint(ck *Checkpoint, name string) error {
+	if t.State.GlobalStep > 0 {
+		return fmt.Errorf("init from %s: the trainer has already taken %d steps", name, t.State.GlobalStep)
+	}
+	have, want := ck.Header.Model, t.Cfg.Model
+	have.InputSize, have.Sigma = want.InputSize, want.Sigma
+	if fmt.Sprint(have) != fmt.Sprint(want) {
+		return fmt.Errorf("init from %s: its architecture %+v differs from the configured %+v (only input size and sigma may differ)", name, ck.Header.Model, t.Cfg.Model)
+	}
+	n := 0
+	for _, e := range ck.Header.Tensors {
+		if !isModelVar(e.Name) {
+			continue // optimizer moments and step counters of a last.ckpt: a fresh run starts its own
+		}
+		tt, err := ck.Tensor(e.Name)
+		if err != nil {
+			return fmt.Errorf("init from %s: %w", name, err)
+		}
+		scope, vname := splitScopeName(e.Name)
+		if v := t.ctx.GetVariableByScopeAndName(scope, vname); v != nil {
+			if !v.Shape().Equal(tt.Shape()) {
+				return fmt.Errorf("init from %s: variable %s: checkpoint shape %s, model shape %s", name, e.Name, tt.Shape(), v.Shape())
+			}
+			if err := v.SetValue(tt); err != nil {
+				return fmt.Errorf("init from %s: variable %s: %w", name, e.Name, err)
+			}
+		} else {
+			t.ctx.InAbsPath(scope).VariableWithValue(vname, tt)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("init from %s: no model weights in it", name)
+	}
 	return nil
 }
 
