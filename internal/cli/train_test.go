@@ -151,4 +151,14 @@ func TestTrainCommandEndToEnd(t *testing.T) {
 	if _, err := grader.Load(filepath.Join(fineOut, "best.ckpt")); err != nil {
 		t.Errorf("fine-tuned weights: %v", err)
 	}
+	// ... and from a quantized grader directory, dequantized first.
+	qdir := filepath.Join(t.TempDir(), "int8")
+	if code := Execute([]string{"quantize", "--method", "int8", filepath.Join(export, "grader.ckpt"), qdir}, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("quantize: exit %d: %s", code, stderr.String())
+	}
+	stderr.Reset()
+	code = Execute([]string{"--config", cfg, "train", "--progress=false", "--out", t.TempDir(), "--init-from", qdir, "--epochs", "1"}, strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stderr.String(), "initialised from "+qdir+" (trained at 32 px") {
+		t.Fatalf("init-from a quantized grader: exit %d, stderr %s", code, stderr.String())
+	}
 }

@@ -105,6 +105,9 @@ func TestInitFromCheckpointRejects(t *testing.T) {
 	if _, _, err := readInitCheckpoint(filepath.Join(t.TempDir(), "missing.ckpt")); err == nil || !strings.Contains(err.Error(), "missing.ckpt") {
 		t.Errorf("missing file: err = %v, want it named", err)
 	}
+	if _, _, err := readInitCheckpoint(t.TempDir()); err == nil || !strings.Contains(err.Error(), "a directory") {
+		t.Errorf("directory: err = %v, want a clear refusal", err)
+	}
 }
 
 // TestInitFromBuiltin loads the embedded weights into a trainer of the same architecture

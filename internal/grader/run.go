@@ -93,9 +93,11 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 		}
 		log("resumed from %s at epoch %d step %d (global step %d)", lastPath, tr.State.Epoch+1, tr.State.StepInEpoch, tr.State.GlobalStep)
 	} else if cfg.InitFrom != "" && !cfg.CalibrateOnly {
-		ck, name, err := readInitCheckpoint(cfg.InitFrom)
-		if err != nil {
-			return nil, err
+		ck, name := cfg.InitWeights, cfg.InitFrom
+		if ck == nil {
+			if ck, name, err = readInitCheckpoint(cfg.InitFrom); err != nil {
+				return nil, err
+			}
 		}
 		if err := tr.InitFromCheckpoint(ck, name); err != nil {
 			return nil, err
@@ -298,6 +300,9 @@ func readInitCheckpoint(spec string) (*Checkpoint, string, error) {
 			return nil, "", fmt.Errorf("--init-from builtin: %w", err)
 		}
 		return ck, "the built-in weights", nil
+	}
+	if st, err := os.Stat(spec); err == nil && st.IsDir() {
+		return nil, "", fmt.Errorf("--init-from %s: a directory, not a grader checkpoint (quantized grader directories are read by the acdtcm train command)", spec)
 	}
 	ck, err := ReadCheckpoint(spec)
 	if err != nil {
