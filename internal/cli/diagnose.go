@@ -33,27 +33,32 @@ import (
 func init() { register(newDiagnoseCmd) }
 
 type diagnoseOptions struct {
-	Inputs      []string
-	Model       string
-	Adapter     string
-	Backend     string
-	Format      string
-	Output      string
-	Lang        string
-	BatchSize   int
-	Workers     int
-	Description string
-	Age         int
-	Gender      string
-	Knowledge   string
-	FailOnError bool
-	Progress    bool
-	Shard       string
-	Resume      bool
-	RetryFailed bool
-	MaxPixels   int64
-	Remote      remote.Flags
+	Inputs  []string
+	Model   string
+	Adapter string
+	Backend string
+	// ComputeDType is a Qwen model's weight and compute dtype (--compute-dtype).
+	ComputeDType string
+	Format       string
+	Output       string
+	Lang         string
+	BatchSize    int
+	Workers      int
+	Description  string
+	Age          int
+	Gender       string
+	Knowledge    string
+	FailOnError  bool
+	Progress     bool
+	Shard        string
+	Resume       bool
+	RetryFailed  bool
+	MaxPixels    int64
+	Remote       remote.Flags
 }
+
+// modelFlagKinds lists what --model of diagnose, eval and serve accepts.
+const modelFlagKinds = "builtin, a grader checkpoint file, a Qwen2.5-VL checkpoint directory, or a quantized grader or Qwen2.5-VL directory written by acdtcm quantize"
 
 func newDiagnoseCmd(app *App) *cobra.Command {
 	opts := &diagnoseOptions{}
@@ -61,7 +66,8 @@ func newDiagnoseCmd(app *App) *cobra.Command {
 		Use:   "diagnose [PHOTO|FOLDER|GLOB|-]...",
 		Short: "Grade acne in photos and add treatment options and TCM syndrome differentiation",
 		Long: `Diagnoses photos with the built-in grader (default), another grader checkpoint, or a
-Qwen2.5-VL checkpoint (+ LoRA adapter), or a model on an OpenAI-compatible server such as
+Qwen2.5-VL checkpoint (+ LoRA adapter), a quantized copy of either written by acdtcm
+quantize, or a model on an OpenAI-compatible server such as
 vLLM (--backend openai --endpoint URL --model NAME, API key in $OPENAI_API_KEY; see
 docs/vllm.md). Inputs are files, folders (recursive), glob patterns and "-" (one path per
 line on stdin). Photos are decoded and preprocessed in parallel and
@@ -89,8 +95,9 @@ Results are decision support, not a diagnosis or a prescription.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Model, "model", models.Builtin, "model: builtin, a grader checkpoint file, or a Qwen2.5-VL checkpoint directory")
+	f.StringVar(&opts.Model, "model", models.Builtin, "model: "+modelFlagKinds)
 	f.StringVar(&opts.Adapter, "adapter", "", "PEFT LoRA adapter directory for a Qwen2.5-VL model")
+	f.StringVar(&opts.ComputeDType, "compute-dtype", "float32", "with --model DIR: "+computeDTypeUsage)
 	f.StringVarP(&opts.Format, "format", "f", "table", "output format: "+strings.Join(report.Formats, ", "))
 	f.StringVarP(&opts.Output, "output", "o", "", "write results to this file (default: stdout)")
 	f.StringVar(&opts.Lang, "lang", "en", "language of the report: en or zh")
@@ -223,7 +230,7 @@ func runDiagnose(ctx context.Context, app *App, opts *diagnoseOptions) error {
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
-	model, err := models.Open(models.Options{Model: opts.Model, Adapter: opts.Adapter, Backend: opts.Backend, Remote: opts.Remote})
+	model, err := models.Open(models.Options{Model: opts.Model, Adapter: opts.Adapter, Backend: opts.Backend, ComputeDType: opts.ComputeDType, Remote: opts.Remote})
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}

@@ -44,6 +44,8 @@ type evalOptions struct {
 	BatchSize int
 	// Model, Adapter and Backend select a model to run instead of --predictions.
 	Model, Adapter, Backend string
+	// ComputeDType is a Qwen model's weight and compute dtype (--compute-dtype).
+	ComputeDType string
 	// Split, when set, evaluates only the manifest records of that split.
 	Split string
 	// Remote configures --backend openai (an OpenAI-compatible server such as vLLM).
@@ -70,6 +72,7 @@ worse than the baseline's by more than --max-drop (error metrics such as mae cou
 		Example: `  acdtcm eval --data data/acne04/manifest.jsonl --predictions pred.jsonl --out runs/eval
   acdtcm eval --data data/acne04 --predictions pred.jsonl --json --bootstrap 0
   acdtcm eval --model builtin --data data/acne04 --split valid --out runs/eval-builtin
+  acdtcm eval --model models/grader-int8 --data data/acne04 --split valid   # a grader quantized by acdtcm quantize
   acdtcm eval --data data/acne04 --predictions pred.jsonl --baseline runs/eval/metrics.json --max-drop 0.01 --gate accuracy,macro_f1,kappa`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -88,8 +91,9 @@ worse than the baseline's by more than --max-drop (error metrics such as mae cou
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Model, "model", "", "run this model instead of reading --predictions: builtin, a grader checkpoint or a Qwen2.5-VL directory")
+	f.StringVar(&opts.Model, "model", "", "run this model instead of reading --predictions: "+modelFlagKinds)
 	f.StringVar(&opts.Adapter, "adapter", "", "with --model DIR: a PEFT LoRA adapter for the Qwen2.5-VL model")
+	f.StringVar(&opts.ComputeDType, "compute-dtype", "float32", "with --model DIR: "+computeDTypeUsage)
 	f.StringVar(&opts.Split, "split", "", "evaluate only the manifest records of this split (e.g. valid)")
 	f.IntVar(&opts.BatchSize, "batch-size", 16, "with --model: photos per model call")
 	addBackendFlag(cmd, &opts.Backend)

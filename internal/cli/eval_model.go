@@ -14,7 +14,7 @@ import (
 // modelPredictor opens --model and adapts it to eval.Predictor through the same batched
 // pipeline diagnose uses (safe decoding, parallel preprocessing, per-photo errors).
 func modelPredictor(app *App, opts *evalOptions) (eval.Predictor, error) {
-	model, err := models.Open(models.Options{Model: opts.Model, Adapter: opts.Adapter, Backend: opts.Backend, Remote: opts.Remote})
+	model, err := models.Open(models.Options{Model: opts.Model, Adapter: opts.Adapter, Backend: opts.Backend, ComputeDType: opts.ComputeDType, Remote: opts.Remote})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -32,6 +33,9 @@ after checking that it loads, so it can be used with PEFT or vLLM (--enable-lora
 With --merge, folds the adapter into the base weights (W + s·B·A, in the base dtype) and
 writes a full Hugging Face checkpoint (config, safetensors shards with an index, tokenizer,
 processor and generation files) that transformers and vLLM load without PEFT.
+An adapter written by acdtcm train carries the image sizes it was trained with
+(preprocessor_config.json beside adapter_config.json): the copy keeps that file, and the
+merged checkpoint's preprocessor_config.json gets its min_pixels and max_pixels.
 
 --peft-names rewrites the copy's tensor keys for the transformers it will be used with:
 "legacy" for transformers < 4.52 (model.layers.*, visual.*), "new" for transformers >= 4.52
@@ -89,29 +93,36 @@ func runExport(app *App, opts *exportOptions) error {
 		if m, err = qwen.Load(opts.Model, backend); err != nil {
 			return err
 		}
-		if _, names, err = m.LoadAdapter(opts.Adapter); err != nil {
+		if _, names, err = m.LoadAdapterWithProcessor(opts.Adapter); err != nil {
 			return err
 		}
 	}
 	if opts.Merge {
-		if err := qwen.ExportMerged(opts.Model, opts.Out, m.Ctx, qwen.ExportOptions{ShardBytes: opts.ShardMB << 20}); err != nil {
+		// The adapter's training image sizes (m.Processor) go into preprocessor_config.json.
+		eo := qwen.ExportOptions{ShardBytes: opts.ShardMB << 20, Processor: &m.Processor}
+		if err := qwen.ExportMerged(opts.Model, opts.Out, m.Ctx, eo); err != nil {
 			return err
 		}
-		fmt.Fprintf(app.Out, "merged %d adapted layers into %s; wrote %s\n", len(names), opts.Model, opts.Out)
+		fmt.Fprintf(app.Out, "merged %d adapted layers of %s with %s into %s\n", len(names), opts.Adapter, opts.Model, opts.Out)
 		return nil
 	}
+	files := []string{lora.ConfigName, lora.WeightsName}
+	note := ""
 	if opts.PeftNames != "" {
 		if err := lora.Rename(opts.Adapter, opts.Out, naming); err != nil {
 			return err
 		}
-		fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g, %s PEFT names) to %s\n", cfg.R, cfg.Alpha, naming, opts.Out)
-		return nil
+		files, note = nil, fmt.Sprintf(", %s PEFT names", naming)
 	}
-	for _, name := range []string{lora.ConfigName, lora.WeightsName} {
+	// preprocessor_config.json records the image sizes the adapter was trained with.
+	if _, err := os.Stat(filepath.Join(opts.Adapter, qwen.ProcessorFile)); err == nil {
+		files = append(files, qwen.ProcessorFile)
+	}
+	for _, name := range files {
 		if err := fsutil.CopyFileAtomic(filepath.Join(opts.Adapter, name), filepath.Join(opts.Out, name)); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g) to %s\n", cfg.R, cfg.Alpha, opts.Out)
+	fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g%s) to %s\n", cfg.R, cfg.Alpha, note, opts.Out)
 	return nil
 }

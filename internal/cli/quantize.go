@@ -70,9 +70,15 @@ generation speed and logit agreement of the original and the quantized model.
 
 IN may also be a grader checkpoint file (internal/grader/weights/grader.ckpt, best.ckpt):
 OUT then holds the grader's quantized weights (output channel first, so int8 scales are per
-output channel; by default only the two output heads stay float32) and is loaded, dequantized
-to float32, with quant.LoadGrader. --eval-data scores both models (accuracy, macro F1,
-quadratic kappa) on --eval-split and the bench measures photos per second.`,
+output channel) and is loaded, dequantized to float32, by diagnose, eval, serve and train
+--init-from. For a grader --keep takes "heads" (its two output heads, density and grade_out:
+the default; "lm_head" means the same), "none", or variable-name prefixes and patterns
+(/model/conv0/*); embeddings and vision do not apply. config.json records the source
+weights' version (source_version) and OUT's version (source version + "-" + method, e.g.
+1.2.0+20261127-nf4); the source's metrics are kept as source_metrics only. --eval-data
+scores both models (accuracy, macro F1, quadratic kappa) on --eval-split and stores the
+quantized model's own metrics in config.json (metrics, metrics_from), which serve and
+diagnose then report; the bench measures photos per second.`,
 		Example: `  acdtcm model init --preset tiny --out models/tiny
   acdtcm quantize --method nf4 models/tiny models/tiny-nf4 --report reports/tiny-nf4.json
   acdtcm quantize --method int8 --keep embeddings,lm_head models/merged models/merged-int8
@@ -85,7 +91,7 @@ quadratic kappa) on --eval-split and the bench measures photos per second.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Method, "method", "nf4", "quantization method: int8, nf4, q8_0 or q4_0")
-	f.StringSliceVar(&opts.Keep, "keep", quant.DefaultKeep, "tensors kept in full precision: embeddings, norms, lm_head, vision, none, or name prefixes/patterns")
+	f.StringSliceVar(&opts.Keep, "keep", quant.DefaultKeep, "tensors kept in full precision: embeddings, norms, lm_head, vision, none, or name prefixes/patterns (grader: heads, none, or name prefixes/patterns; default heads)")
 	f.BoolVar(&opts.NoDoubleQuant, "no-double-quant", false, "nf4: keep block scales in float32")
 	f.StringVar(&opts.Report, "report", "", "also write the report as JSON to this file")
 	f.BoolVar(&opts.Bench, "bench", true, "load both models and measure load time, memory, speed and logit agreement")

@@ -47,6 +47,14 @@ func runQuantizeGrader(app *App, opts *quantizeOptions, m quant.Method, in, out 
 		if rep.Grader, err = benchGrader(opts, in, out); err != nil {
 			return fmt.Errorf("benchmark (the quantized grader %s was written): %w", out, err)
 		}
+		if q := rep.Grader.Quantized.Eval; q != nil {
+			// The quantized model's own metrics, so diagnose, eval and serve report them
+			// rather than the float32 source's (kept in config.json as source_metrics).
+			from := fmt.Sprintf("%s split of %s (%d photos), measured by acdtcm quantize", opts.EvalSplit, opts.EvalData, q.N)
+			if err := quant.SetGraderMetrics(out, q.Map(opts.EvalSplit), from); err != nil {
+				return err
+			}
+		}
 	}
 	if err := printQuantizeReport(app.Out, rep, opts.Worst); err != nil {
 		return err

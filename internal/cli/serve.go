@@ -29,6 +29,7 @@ type serveOptions struct {
 	Addr            string
 	Model           string
 	Adapter         string
+	ComputeDType    string // a Qwen model's weight and compute dtype (--compute-dtype)
 	Remote          remote.Flags
 	Backend         string
 	Knowledge       string
@@ -85,7 +86,8 @@ func newServeCmd(app *App) *cobra.Command {
   GET  /                           web page (upload, result card, history, 中文/English)
 
 The model is any that diagnose accepts: the built-in grader (default), a grader checkpoint,
-a Qwen2.5-VL directory (+ --adapter), or --backend openai with --endpoint. While it loads,
+a Qwen2.5-VL directory (+ --adapter), a quantized directory written by acdtcm quantize
+(/api/v1/models then names its method), or --backend openai with --endpoint. While it loads,
 /api/v1/ready answers 503; a load failure stops the server with an error.
 
 Concurrent diagnoses are batched into one model call (--max-batch, --max-wait) behind a
@@ -122,8 +124,9 @@ SIGINT or SIGTERM stops accepting connections and finishes in-flight requests fi
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Addr, "addr", "127.0.0.1:8080", "listen address (host:port)")
-	f.StringVar(&opts.Model, "model", models.Builtin, "model: builtin, a grader checkpoint file, a Qwen2.5-VL checkpoint directory, or with --backend openai the served model's name")
+	f.StringVar(&opts.Model, "model", models.Builtin, "model: "+modelFlagKinds+"; with --backend openai the served model's name")
 	f.StringVar(&opts.Adapter, "adapter", "", "PEFT LoRA adapter directory for a Qwen2.5-VL model")
+	f.StringVar(&opts.ComputeDType, "compute-dtype", "float32", "with --model DIR: "+computeDTypeUsage)
 	f.StringVar(&opts.Knowledge, "knowledge", "", "your own knowledge-base YAML merged over the built-in one")
 	f.StringVar(&opts.DataDir, "data-dir", "acdtcm-data", "directory for the SQLite database and stored photos")
 	f.StringVar(&opts.DB, "db", "", "database: empty for SQLite in --data-dir, or postgres://user@host/db")
@@ -276,7 +279,7 @@ func runServe(ctx context.Context, app *App, opts *serveOptions) error {
 	open := opts.openModel
 	if open == nil {
 		open = func() (infer.Model, error) {
-			return models.Open(models.Options{Model: opts.Model, Adapter: opts.Adapter, Backend: opts.Backend, Remote: opts.Remote})
+			return models.Open(models.Options{Model: opts.Model, Adapter: opts.Adapter, Backend: opts.Backend, ComputeDType: opts.ComputeDType, Remote: opts.Remote})
 		}
 	}
 	go func() {

@@ -65,24 +65,24 @@ func TestResolveAuth(t *testing.T) {
 	}
 }
 
-func TestServeCommandServesAndStops(t *testing.T) {
-	var logs bytes.Buffer
-	app := &App{Out: io.Discard, Err: io.Discard, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+// startServe runs `acdtcm serve` with opts (its ready hook replaced) until the model is
+// loaded and /api/v1/ready answers 200; stop shuts it down and returns runServe's error.
+func startServe(t *testing.T, app *App, opts *serveOptions) (addr string, stop func() error) {
+	t.Helper()
 	addrc := make(chan string, 1)
-	opts := &serveOptions{
-		Addr: "127.0.0.1:0", Auth: "auto", DataDir: t.TempDir(), KeepImages: true, MaxBatch: 4, MaxWait: time.Millisecond,
-		QueueSize: 8, ModelWorkers: 1, MaxBodyBytes: 1 << 20, MaxPixels: 1e6, ShutdownTimeout: 5 * time.Second,
-		openModel: func() (infer.Model, error) { return constModel{}, nil },
-		ready:     func(a string) { addrc <- a },
-	}
+	opts.ready = func(a string) { addrc <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, app, opts) }()
-	var addr string
 	select {
 	case addr = <-addrc:
 	case err := <-done:
+		cancel()
 		t.Fatalf("serve stopped: %v", err)
+	}
+	stop = func() error {
+		cancel()
+		return <-done
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -90,16 +90,32 @@ func TestServeCommandServesAndStops(t *testing.T) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				break
+				return addr, stop
 			}
 		}
 		if time.Now().After(deadline) {
+			stop()
 			t.Fatalf("not ready: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
+}
+
+// testServeOptions are serve options for tests: loopback on a free port, small limits.
+func testServeOptions(t *testing.T) *serveOptions {
+	return &serveOptions{
+		Addr: "127.0.0.1:0", Auth: "auto", DataDir: t.TempDir(), KeepImages: true, MaxBatch: 4, MaxWait: time.Millisecond,
+		QueueSize: 8, ModelWorkers: 1, MaxBodyBytes: 1 << 20, MaxPixels: 1e6, ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+func TestServeCommandServesAndStops(t *testing.T) {
+	var logs bytes.Buffer
+	app := &App{Out: io.Discard, Err: io.Discard, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	opts := testServeOptions(t)
+	opts.openModel = func() (infer.Model, error) { return constModel{}, nil }
+	_, stop := startServe(t, app, opts)
+	if err := stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 	if !strings.Contains(logs.String(), "stopped") {

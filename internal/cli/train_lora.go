@@ -26,6 +26,7 @@ func init() {
 		f.Float64Var(&loraFlags.Alpha, "lora-alpha", d.Alpha, "qwen-lora: LoRA alpha (scale = alpha/r)")
 		f.Float64Var(&loraFlags.Dropout, "lora-dropout", d.Dropout, "qwen-lora: dropout on the LoRA branch")
 		f.StringSliceVar(&loraFlags.Targets, "lora-targets", d.Targets, "qwen-lora: target module names")
+		f.StringVar(&loraFlags.TargetRegex, "lora-target-regex", "", "qwen-lora: adapt the modules whose full name this regex matches (PEFT's target_modules string; replaces --lora-targets and --lora-lm-only)")
 		f.BoolVar(&loraFlags.LanguageModelOnly, "lora-lm-only", d.LanguageModelOnly, "qwen-lora: adapt the language model only (the vision tower stays frozen)")
 		f.BoolVar(&loraFlags.RSLoRA, "rslora", d.RSLoRA, "qwen-lora: rank-stabilised scale alpha/sqrt(r)")
 		f.IntVar(&loraFlags.GradAccum, "grad-accum", d.GradAccum, "qwen-lora: gradient accumulation steps")
@@ -36,13 +37,20 @@ func init() {
 		f.StringVar(&loraFlags.Schedule, "schedule", d.Schedule, "qwen-lora: learning-rate decay after warm-up: cosine, linear or constant")
 		f.Float64SliceVar(&loraFlags.ClassWeights, "class-weights", d.ClassWeights, "qwen-lora: grade-loss class weights (grades 0..3)")
 		f.Float64Var(&loraFlags.GradeLossWeight, "grade-loss", d.GradeLossWeight, "qwen-lora: weight of the grade-token classification loss (0: off)")
-		f.IntVar(&loraFlags.MinPixels, "min-pixels", 0, "qwen-lora: image min_pixels (default: the processor config's; used identically at inference)")
-		f.IntVar(&loraFlags.MaxPixels, "max-pixels", 0, "qwen-lora: image max_pixels (default: the processor config's)")
+		f.IntVar(&loraFlags.MinPixels, "min-pixels", 0, "qwen-lora: image min_pixels (default: --adapter's, else the base's); "+savedPixels)
+		f.IntVar(&loraFlags.MaxPixels, "max-pixels", 0, "qwen-lora: image max_pixels (default: --adapter's, else the base's); "+savedPixels)
 		f.IntVar(&loraFlags.SaveSteps, "save-steps", d.SaveSteps, "qwen-lora: write checkpoint-last every N optimizer steps")
 		f.IntVar(&loraFlags.MaxEvalSamples, "max-eval-samples", 0, "qwen-lora: score at most N validation samples per epoch (0: all)")
+		f.StringVar(&loraFlags.ComputeDType, "compute-dtype", d.ComputeDType, "qwen-lora: "+computeDTypeUsage)
 		f.StringVar(&loraFlags.PeftNames, "peft-names", d.PeftNames, "qwen-lora: saved "+lora.NamingUsage+"; PEFT silently ignores keys of the other spelling")
 	})
 }
+
+// computeDTypeUsage describes --compute-dtype (train, diagnose, eval, serve).
+const computeDTypeUsage = "Qwen2.5-VL base weights and compute in float32 or bf16 (half the weight memory, for the GPU; norms, softmax, RoPE, logits and LoRA adapters stay float32)"
+
+// savedPixels tells where --min-pixels and --max-pixels go.
+const savedPixels = "saved as preprocessor_config.json in the checkpoints, so diagnose, eval and serve with --adapter and export --merge use it too"
 
 // runTrainQwenLoRA fine-tunes Qwen2.5-VL with LoRA. Shared flags (data, out, epochs,
 // batch size, lr, ...) take the LoRA defaults of the design unless given.
@@ -82,6 +90,11 @@ func runTrainQwenLoRA(ctx context.Context, app *App, opts *trainOptions) error {
 	if _, err := lora.ParseNaming(c.PeftNames); err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--peft-names: %w", err)}
 	}
+	if c.TargetRegex != "" {
+		if _, err := lora.NewRegexConfig(c.R, c.Alpha, c.Dropout, c.TargetRegex); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("--lora-target-regex: %w", err)}
+		}
+	}
 	backend, err := mlbackend.New(opts.Backend)
 	if err != nil {
 		return err
@@ -93,9 +106,13 @@ func runTrainQwenLoRA(ctx context.Context, app *App, opts *trainOptions) error {
 	fmt.Fprintf(app.Err, "LoRA r=%d alpha=%g on %d modules; %d train / %d validation samples; %d steps per epoch\n",
 		c.R, c.Alpha, len(tr.Params())/2, len(tr.Train), len(tr.Eval), tr.StepsPerEpoch())
 	var last time.Time
+	clearBar := "" // erases the progress bar before a log line
+	if opts.Progress {
+		clearBar = "\r\033[K"
+	}
 	progress := func(ev train.Event) {
 		if ev.Eval != nil {
-			fmt.Fprintf(app.Err, "\r\033[Kepoch %d: val_loss %.4f accuracy %.4f macro_f1 %.4f\n", ev.Epoch+1, ev.Eval["val_loss"], ev.Eval["accuracy"], ev.Eval["macro_f1"])
+			fmt.Fprintf(app.Err, "%sepoch %d: val_loss %.4f accuracy %.4f macro_f1 %.4f\n", clearBar, ev.Epoch+1, ev.Eval["val_loss"], ev.Eval["accuracy"], ev.Eval["macro_f1"])
 			return
 		}
 		if !opts.Progress || (time.Since(last) < 200*time.Millisecond && ev.Step != ev.Steps) {
@@ -108,6 +125,9 @@ func runTrainQwenLoRA(ctx context.Context, app *App, opts *trainOptions) error {
 	if err := tr.Run(ctx, progress); err != nil {
 		return err
 	}
-	fmt.Fprintf(app.Out, "\nLoRA training done: %d steps; adapters in %s/checkpoint-best and checkpoint-last\n", tr.State.Step, c.Out)
+	if opts.Progress {
+		fmt.Fprint(app.Err, clearBar)
+	}
+	fmt.Fprintf(app.Out, "LoRA training done: %d steps; adapters in %s/checkpoint-best and checkpoint-last\n", tr.State.Step, c.Out)
 	return nil
 }

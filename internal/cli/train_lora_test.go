@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -13,13 +14,17 @@ import (
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/lora"
+	"github.com/acdtcm/acdtcm/internal/models"
+	"github.com/acdtcm/acdtcm/internal/qwen"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
-func TestTrainQwenLoRACommand(t *testing.T) {
-	dir := t.TempDir()
-	model := filepath.Join(dir, "tiny")
+// loraFixture writes a tiny random Qwen2.5-VL checkpoint and a manifest of 6 generated
+// 56×56 photos (4 train, 2 valid).
+func loraFixture(t *testing.T, dir string) (model, manifest string) {
+	t.Helper()
+	model = filepath.Join(dir, "tiny")
 	if _, errs, code := runArgs(t, "model", "init", "--preset", "tiny", "--out", model); code != 0 {
 		t.Fatal(errs)
 	}
@@ -40,10 +45,16 @@ func TestTrainQwenLoRACommand(t *testing.T) {
 		recs = append(recs, dataset.Record{ImageID: name, Image: name, Split: split,
 			Diagnosis: dataset.Diagnosis{Severity: &severity.Grade{Value: i % 4, Scale: severity.Hayashi}}})
 	}
-	manifest := filepath.Join(dir, "manifest.jsonl")
+	manifest = filepath.Join(dir, "manifest.jsonl")
 	if err := dataset.WriteManifest(manifest, recs); err != nil {
 		t.Fatal(err)
 	}
+	return model, manifest
+}
+
+func TestTrainQwenLoRACommand(t *testing.T) {
+	dir := t.TempDir()
+	model, manifest := loraFixture(t, dir)
 	out := filepath.Join(dir, "run")
 	stdout, stderr, code := runArgs(t, "train", "--config", filepath.Join("..", "..", "configs", "train-qwen-lora.yaml"),
 		"--base-model", model, "--data", manifest, "--out", out, "--epochs", "1", "--batch-size", "2", "--grad-accum", "1",
@@ -99,5 +110,114 @@ func TestTrainQwenLoRACommand(t *testing.T) {
 	}
 	if _, stderr, code := runArgs(t, "export", "--merge", "--model", model, "--adapter", best, "--out", filepath.Join(dir, "m"), "--peft-names", "legacy"); code != 2 || !strings.Contains(stderr, "--peft-names") {
 		t.Errorf("--merge with --peft-names: exit %d, %s", code, stderr)
+	}
+}
+
+// TestLoRAImageSizesFollowTheAdapter: --min-pixels/--max-pixels given to training are saved
+// with the adapter, used when diagnose/eval/serve load it (models.Open), kept by export and
+// written into the merged checkpoint's preprocessor_config.json. The run also uses
+// --lora-target-regex and --progress=false.
+func TestLoRAImageSizesFollowTheAdapter(t *testing.T) {
+	const minPixels, maxPixels = 6272, 25088 // the tiny base has 3136 and 50176
+	dir := t.TempDir()
+	model, manifest := loraFixture(t, dir)
+	out := filepath.Join(dir, "run")
+	regex := `model\.layers\.0\.self_attn\.(q|v)_proj`
+	args := []string{"train", "--model", "qwen-lora", "--base-model", model, "--data", manifest, "--out", out,
+		"--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--lora-r", "2", "--warmup-steps", "1", "--max-eval-samples", "1",
+		"--progress=false", "--min-pixels", fmt.Sprint(minPixels), "--max-pixels", fmt.Sprint(maxPixels)}
+	stdout, stderr, code := runArgs(t, append(args, "--lora-target-regex", regex)...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if strings.ContainsAny(stdout+stderr, "\r\033") {
+		t.Errorf("--progress=false output has terminal control characters:\n%q\n%q", stdout, stderr)
+	}
+	best := filepath.Join(out, "checkpoint-best")
+	cfg, err := lora.LoadConfig(best)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := json.Marshal(regex); string(cfg.TargetModules) != string(want) {
+		t.Errorf("target_modules %s, want %s", cfg.TargetModules, want)
+	}
+	if _, stderr, code := runArgs(t, append(args, "--lora-target-regex", "(q_proj")...); code != 2 || !strings.Contains(stderr, "--lora-target-regex") {
+		t.Errorf("bad --lora-target-regex: exit %d, %s", code, stderr)
+	}
+
+	checkFile := func(dir string) {
+		t.Helper()
+		p, err := qwen.LoadProcessorConfig(filepath.Join(dir, qwen.ProcessorFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.MinPixels != minPixels || p.MaxPixels != maxPixels {
+			t.Errorf("%s: min/max pixels %d/%d, want %d/%d", dir, p.MinPixels, p.MaxPixels, minPixels, maxPixels)
+		}
+	}
+	checkFile(best)
+	for _, tc := range []struct {
+		name             string
+		opts             models.Options
+		wantMin, wantMax int
+	}{
+		{"base alone", models.Options{Model: model}, 3136, 50176},
+		{"with the adapter", models.Options{Model: model, Adapter: best}, minPixels, maxPixels},
+		{"explicit sizes win", models.Options{Model: model, Adapter: best, MinPixels: 3136}, 3136, maxPixels},
+	} {
+		tc.opts.Backend = "go"
+		m, err := models.Open(tc.opts)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		p := m.(*qwen.Grader).Model.Processor
+		if p.MinPixels != tc.wantMin || p.MaxPixels != tc.wantMax {
+			t.Errorf("%s: processor min/max pixels %d/%d, want %d/%d", tc.name, p.MinPixels, p.MaxPixels, tc.wantMin, tc.wantMax)
+		}
+	}
+
+	merged := filepath.Join(dir, "merged")
+	stdout, stderr, code = runArgs(t, "export", "--merge", "--model", model, "--adapter", best, "--out", merged)
+	if code != 0 || !strings.Contains(stdout, "merged 2 adapted layers of "+best+" with "+model+" into "+merged) {
+		t.Fatalf("export --merge: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	checkFile(merged)
+	var doc map[string]any
+	data, _ := os.ReadFile(filepath.Join(merged, qwen.ProcessorFile))
+	if err := json.Unmarshal(data, &doc); err != nil || doc["image_processor_type"] != "Qwen2VLImageProcessor" {
+		t.Errorf("merged preprocessor_config.json lost the base's keys: %s", data)
+	}
+	copied := filepath.Join(dir, "copy")
+	if stdout, stderr, code := runArgs(t, "export", "--adapter", best, "--out", copied, "--peft-names", "legacy"); code != 0 {
+		t.Fatalf("export: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	checkFile(copied)
+}
+
+// TestComputeDTypeBF16: --compute-dtype bf16 trains a LoRA adapter on a bf16 base and
+// diagnoses with it; an unknown dtype is refused with its name.
+func TestComputeDTypeBF16(t *testing.T) {
+	dir := t.TempDir()
+	model, manifest := loraFixture(t, dir)
+	out := filepath.Join(dir, "run")
+	stdout, stderr, code := runArgs(t, "train", "--model", "qwen-lora", "--base-model", model, "--data", manifest, "--out", out,
+		"--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--lora-r", "2", "--warmup-steps", "1", "--progress=false",
+		"--compute-dtype", "bf16")
+	if code != 0 || !strings.Contains(stdout, "LoRA training done: 2 steps") {
+		t.Fatalf("bf16 training: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	photo := filepath.Join(dir, "p0.png")
+	adapter := filepath.Join(out, "checkpoint-best")
+	stdout, stderr, code = runArgs(t, "diagnose", "--model", model, "--adapter", adapter, "--compute-dtype", "bf16", "--format", "jsonl", photo)
+	if code != 0 || !strings.Contains(stdout, `"severity":{"value"`) {
+		t.Fatalf("bf16 diagnose: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, args := range [][]string{
+		{"diagnose", "--model", model, "--compute-dtype", "fp8", photo},
+		{"train", "--model", "qwen-lora", "--base-model", model, "--data", manifest, "--out", filepath.Join(dir, "x"), "--compute-dtype", "fp8", "--progress=false"},
+	} {
+		if _, stderr, code := runArgs(t, args...); code == 0 || !strings.Contains(stderr, `"fp8"`) {
+			t.Errorf("%s --compute-dtype fp8: exit %d, stderr %s", args[0], code, stderr)
+		}
 	}
 }

@@ -1,10 +1,13 @@
 package grader
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"image"
+	"os"
+	"path/filepath"
 
 	"github.com/acdtcm/acdtcm/internal/grader/weights"
 	"github.com/acdtcm/acdtcm/internal/infer"
@@ -23,6 +26,46 @@ type inferInput struct {
 type InferModel struct {
 	M    *Model
 	Name string // reported model name; default "acdtcm-grader"
+	// Version is the reported weights version; empty: the built-in weights' version from
+	// grader.json, else "custom".
+	Version string
+	// Quantization is the method of quantized weights (e.g. "nf4"); empty for float32.
+	Quantization string
+}
+
+// BuiltinVersion is the version of the weights embedded in the binary (grader.json), or ""
+// when the binary has none.
+func BuiltinVersion() string {
+	var wi WeightsInfo
+	if json.Unmarshal(weights.Info, &wi) != nil {
+		return ""
+	}
+	return wi.Version
+}
+
+// WeightsVersion tells the version of the grader checkpoint file at path: the built-in
+// version when the file is a copy of the embedded weights, the version in grader.json
+// beside an exported grader.ckpt (both written by Export), else "" (unknown).
+func WeightsVersion(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if len(weights.Grader) > 0 && bytes.Equal(data, weights.Grader) {
+		return BuiltinVersion()
+	}
+	if filepath.Base(path) != "grader.ckpt" {
+		return ""
+	}
+	info, err := os.ReadFile(filepath.Join(filepath.Dir(path), "grader.json"))
+	if err != nil {
+		return ""
+	}
+	var wi WeightsInfo
+	if json.Unmarshal(info, &wi) != nil {
+		return ""
+	}
+	return wi.Version
 }
 
 // Info describes the model; the version and metrics of built-in weights come from grader.json.
@@ -35,10 +78,12 @@ func (a *InferModel) Info() infer.ModelInfo {
 	if a.M.native != nil {
 		backend = "go-native" // the native engine (native.go), not GoMLX's graph
 	}
-	info := infer.ModelInfo{Name: name, Version: "custom", Backend: backend, Scale: severity.Hayashi, Metrics: a.M.Metrics}
-	var wi WeightsInfo
-	if a.M.builtin && json.Unmarshal(weights.Info, &wi) == nil && wi.Version != "" {
-		info.Version = wi.Version
+	info := infer.ModelInfo{Name: name, Version: a.Version, Backend: backend, Scale: severity.Hayashi, Quantization: a.Quantization, Metrics: a.M.Metrics}
+	if info.Version == "" && a.M.builtin {
+		info.Version = BuiltinVersion()
+	}
+	if info.Version == "" {
+		info.Version = "custom"
 	}
 	return info
 }

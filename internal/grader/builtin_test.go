@@ -5,6 +5,8 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/acdtcm/acdtcm/internal/grader/weights"
@@ -54,5 +56,46 @@ func TestBuiltinWeights(t *testing.T) {
 	}
 	if preds[0].Grade != preds[1].Grade || preds[0].Probabilities[0] != preds[1].Probabilities[0] {
 		t.Error("identical photos in one batch got different predictions")
+	}
+}
+
+// TestWeightsVersion: a copy of the built-in weights has the built-in version, an exported
+// grader.ckpt the version of the grader.json beside it, anything else none.
+func TestWeightsVersion(t *testing.T) {
+	if len(weights.Grader) == 0 {
+		t.Skip("no built-in weights embedded")
+	}
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	other := append([]byte{}, weights.Grader...)
+	other[len(other)-1] ^= 1
+	info := []byte(`{"name": "acdtcm-grader", "version": "9.9.9+20300101"}`)
+	write("export/grader.json", info)
+	write("run/grader.json", info)
+	tests := []struct {
+		name, path, want string
+	}{
+		{"built-in copy", write("copy.ckpt", weights.Grader), BuiltinVersion()},
+		{"exported", write("export/grader.ckpt", other), "9.9.9+20300101"},
+		{"not the exported file", write("run/best.ckpt", other), ""},
+		{"no grader.json", write("lone/grader.ckpt", other), ""},
+		{"missing", filepath.Join(dir, "missing.ckpt"), ""},
+	}
+	if BuiltinVersion() == "" {
+		t.Fatal("the built-in grader.json has no version")
+	}
+	for _, tc := range tests {
+		if got := WeightsVersion(tc.path); got != tc.want {
+			t.Errorf("%s: WeightsVersion = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -26,6 +26,11 @@ type GradeMetrics struct {
 	PerClass      []float64 `json:"per_class_f1"`
 }
 
+// Map flattens the scalar metrics into the checkpoint/grader.json form: prefix_n,
+// prefix_accuracy, prefix_macro_f1, prefix_quadratic_kappa, prefix_macro_auc,
+// prefix_count_mae and prefix_count_spearman.
+func (m GradeMetrics) Map(prefix string) map[string]float64 { return metricsMap(prefix, m) }
+
 // ComputeMetrics scores predicted probabilities (argmax = predicted grade) against true
 // grades with internal/eval (the metrics checked against scikit-learn). predCounts/trueCounts
 // (total lesion counts) may be nil. Undefined values (e.g. kappa or AUC on a one-class set)

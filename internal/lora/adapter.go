@@ -68,6 +68,10 @@ func setAdapter(ctx *context.Context, module string, a, b *tensors.Tensor, s flo
 
 // Apply adds the adapter update of module (if it has one) to the base output y of a linear
 // layer with input x: y + s · (dropout(x) Aᵀ) Bᵀ. Dropout only acts while training.
+//
+// The adapter computes in its own dtype (float32) whatever the base's: as PEFT does, x is
+// cast to A's dtype and the sum y + update, formed in that dtype, is cast back to y's (a
+// bfloat16 base keeps float32 adapters, their gradients and optimizer state).
 func Apply(ctx *context.Context, x, y *Node, module string) *Node {
 	sc := scope(module)
 	av := ctx.GetVariableByScopeAndName(sc, "lora_A")
@@ -78,12 +82,13 @@ func Apply(ctx *context.Context, x, y *Node, module string) *Node {
 	a := av.ValueGraph(g)
 	b := ctx.GetVariableByScopeAndName(sc, "lora_B").ValueGraph(g)
 	s := ctx.GetVariableByScopeAndName(sc, "scaling").ValueGraph(g)
+	x = ConvertDType(x, a.DType())
 	if p := context.GetParamOr(ctx, paramDropout, 0.0); p > 0 {
 		x = layers.DropoutStatic(ctx.InAbsPath(sc), x, p)
 	}
 	h := DotGeneral(x, []int{x.Rank() - 1}, nil, a, []int{1}, nil)
 	h = DotGeneral(h, []int{h.Rank() - 1}, nil, b, []int{1}, nil)
-	return Add(y, Mul(h, s))
+	return ConvertDType(Add(ConvertDType(y, h.DType()), Mul(h, s)), y.DType())
 }
 
 // Adapted lists the modules that carry an adapter in ctx, sorted.

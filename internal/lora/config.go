@@ -65,17 +65,29 @@ type Config struct {
 // NewConfig returns a LoRA config with the given rank, alpha, dropout and targets (module
 // name suffixes); languageModelOnly writes the targets as a regex that skips the vision tower.
 func NewConfig(r int, alpha, dropout float64, targets []string, languageModelOnly bool) (*Config, error) {
-	c := &Config{PeftType: "LORA", TaskType: "CAUSAL_LM", R: r, Alpha: alpha, Dropout: dropout, Bias: "none", InitLoraWeights: true}
-	var err error
 	if languageModelOnly {
-		re := `^(?!.*visual).*\.(` + strings.Join(targets, "|") + `)$`
-		c.TargetModules, err = json.Marshal(re)
-	} else {
-		c.TargetModules, err = json.Marshal(targets)
+		return newConfig(r, alpha, dropout, `^(?!.*visual).*\.(`+strings.Join(targets, "|")+`)$`)
 	}
-	if err != nil {
-		return nil, err
+	return newConfig(r, alpha, dropout, targets)
+}
+
+// NewRegexConfig returns a LoRA config whose target_modules is the regex string re: as in
+// PEFT (re.fullmatch), a module is adapted when re matches its whole name, under either
+// transformers naming (model.layers.* or model.language_model.layers.*).
+func NewRegexConfig(r int, alpha, dropout float64, re string) (*Config, error) {
+	return newConfig(r, alpha, dropout, re)
+}
+
+// newConfig builds a config with target_modules set to targets (a list or a regex string).
+func newConfig(r int, alpha, dropout float64, targets any) (*Config, error) {
+	c := &Config{PeftType: "LORA", TaskType: "CAUSAL_LM", R: r, Alpha: alpha, Dropout: dropout, Bias: "none", InitLoraWeights: true}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // a regex such as (?<!visual) stays readable in adapter_config.json
+	if err := enc.Encode(targets); err != nil {
+		return nil, fmt.Errorf("encode target_modules: %w", err)
 	}
+	c.TargetModules = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	return c, c.compile()
 }
 

@@ -30,6 +30,13 @@ func TestTargets(t *testing.T) {
 	if err := excl.compile(); err != nil {
 		t.Fatal(err)
 	}
+	userRegex, err := NewRegexConfig(8, 16, 0, `.*layers\.0\..*(?<!k)_proj`) // --lora-target-regex
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `".*layers\\.0\\..*(?<!k)_proj"`; string(userRegex.TargetModules) != want {
+		t.Errorf("regex target_modules written as %s, want %s", userRegex.TargetModules, want)
+	}
 	tests := []struct {
 		cfg    *Config
 		module string
@@ -45,6 +52,9 @@ func TestTargets(t *testing.T) {
 		{newRegex, "model.layers.2.self_attn.k_proj", false},
 		{excl, "visual.blocks.0.mlp.gate_proj", false},
 		{excl, "model.layers.0.mlp.gate_proj", true},
+		{userRegex, "model.layers.0.self_attn.q_proj", true},
+		{userRegex, "model.layers.0.self_attn.k_proj", false}, // (?<!k) lookbehind
+		{userRegex, "model.layers.10.mlp.up_proj", false},
 	}
 	for _, tc := range tests {
 		if got := tc.cfg.Targets(tc.module); got != tc.want {

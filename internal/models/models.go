@@ -1,6 +1,7 @@
 // Package models opens the grading model a command asks for: the built-in grader embedded
-// in the binary, a grader checkpoint file, or a Qwen2.5-VL checkpoint directory (optionally
-// with a PEFT LoRA adapter), or a model on an OpenAI-compatible server such as vLLM
+// in the binary, a grader checkpoint file, a quantized grader directory written by acdtcm
+// quantize, or a Qwen2.5-VL checkpoint directory, quantized or not (optionally with a PEFT
+// LoRA adapter), or a model on an OpenAI-compatible server such as vLLM
 // (Backend "openai", see package remote). Every model is returned as an infer.Model, so diagnose, eval
 // and serve treat them alike.
 package models
@@ -24,14 +25,19 @@ const Builtin = "builtin"
 
 // Options select the model.
 type Options struct {
-	// Model is "builtin" (or empty), a grader checkpoint file, or a Qwen2.5-VL directory.
+	// Model is "builtin" (or empty), a grader checkpoint file, a quantized grader directory,
+	// or a Qwen2.5-VL directory (quantized or not).
 	Model string
 	// Adapter is a PEFT LoRA adapter directory for a Qwen2.5-VL model.
 	Adapter string
 	// Backend is the GoMLX backend spec (mlbackend.New), e.g. "go" or "xla:cuda".
 	Backend string
-	// MinPixels and MaxPixels override a Qwen model's image size limits when positive.
+	// MinPixels and MaxPixels override a Qwen model's image size limits when positive;
+	// otherwise those saved with Adapter by acdtcm train apply, else the checkpoint's.
 	MinPixels, MaxPixels int
+	// ComputeDType is a Qwen model's weight and compute dtype (qwen.ParseComputeDType):
+	// empty or "float32", or "bf16".
+	ComputeDType string
 	// Endpoint is the OpenAI-compatible API base URL (e.g. http://vllm:8000/v1) used when
 	// Backend is "openai"; Model is then the name the server serves the model under.
 	Endpoint string
@@ -70,17 +76,13 @@ func Open(opts Options) (infer.Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(opts.Model)}, nil
+		return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(opts.Model), Version: grader.WeightsVersion(opts.Model)}, nil
 	}
 	if quant.IsGraderDir(opts.Model) { // a grader written by acdtcm quantize
 		if opts.Adapter != "" {
 			return nil, fmt.Errorf("--adapter applies to Qwen2.5-VL models, not graders")
 		}
-		m, err := quant.LoadGrader(opts.Model, opts.Backend)
-		if err != nil {
-			return nil, err
-		}
-		return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(filepath.Clean(opts.Model))}, nil
+		return quant.OpenGrader(opts.Model, opts.Backend)
 	}
 	if _, err := os.Stat(filepath.Join(opts.Model, "config.json")); err != nil {
 		return nil, fmt.Errorf("model directory %s has no config.json (expected a Hugging Face Qwen2.5-VL checkpoint)", opts.Model)
@@ -89,9 +91,25 @@ func Open(opts Options) (infer.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := qwen.Load(opts.Model, backend)
+	qc, err := quant.ReadConfig(opts.Model)
 	if err != nil {
 		return nil, err
+	}
+	dtype, err := qwen.ParseComputeDType(opts.ComputeDType)
+	if err != nil {
+		return nil, err
+	}
+	m, err := qwen.LoadWith(opts.Model, backend, qwen.LoadOptions{ComputeDType: dtype})
+	if err != nil {
+		return nil, err
+	}
+	version := filepath.Base(filepath.Clean(opts.Model))
+	if opts.Adapter != "" {
+		// The adapter brings the image size limits it was trained with; explicit options win.
+		if _, _, err := m.LoadAdapterWithProcessor(opts.Adapter); err != nil {
+			return nil, err
+		}
+		version += "+lora:" + filepath.Base(filepath.Clean(opts.Adapter))
 	}
 	if opts.MinPixels > 0 {
 		m.Processor.MinPixels = opts.MinPixels
@@ -99,14 +117,14 @@ func Open(opts Options) (infer.Model, error) {
 	if opts.MaxPixels > 0 {
 		m.Processor.MaxPixels = opts.MaxPixels
 	}
-	version := filepath.Base(filepath.Clean(opts.Model))
-	if opts.Adapter != "" {
-		if _, _, err := m.LoadAdapter(opts.Adapter); err != nil {
-			return nil, err
-		}
-		version += "+lora:" + filepath.Base(filepath.Clean(opts.Adapter))
+	g, err := qwen.NewGrader(m, version, backend.Name())
+	if err != nil {
+		return nil, err
 	}
-	return qwen.NewGrader(m, version, backend.Name())
+	if qc != nil {
+		g.Quantization = string(qc.Method)
+	}
+	return g, nil
 }
 
 // openRemote connects to an OpenAI-compatible server (--backend openai).

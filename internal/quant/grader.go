@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,10 +26,32 @@ const GraderModelType = "acdtcm_grader"
 type graderDoc struct {
 	ModelType string             `json:"model_type"`
 	Grader    grader.ModelConfig `json:"grader"`
-	Metrics   map[string]float64 `json:"metrics,omitempty"`
+	// Version names the quantized weights: the source's version and the method
+	// ("1.2.0+20261127-nf4", "custom-int8").
+	Version string `json:"version"`
+	// SourceVersion is the version of the float32 weights that were quantized ("custom"
+	// when unknown: neither the built-in weights nor an exported grader.ckpt).
+	SourceVersion string `json:"source_version"`
+	// Metrics are the quantized model's own metrics, measured by acdtcm quantize --eval-data
+	// on MetricsFrom; absent when it was not evaluated.
+	Metrics     map[string]float64 `json:"metrics,omitempty"`
+	MetricsFrom string             `json:"metrics_from,omitempty"`
+	// SourceMetrics are the float32 source's metrics, for reference only: they are not
+	// this model's.
+	SourceMetrics map[string]float64 `json:"source_metrics,omitempty"`
 	// Calibration is the grader's count -> grade model, carried over unchanged.
 	Calibration *grader.Calibration `json:"calibration,omitempty"`
 	Quant       *Config             `json:"quantization_config"`
+}
+
+// GraderInfo is what a quantized grader directory says about its weights.
+type GraderInfo struct {
+	Version       string             // e.g. "1.2.0+20261127-nf4"
+	SourceVersion string             // the float32 weights' version, or "custom"
+	Method        Method             // the quantization method
+	Metrics       map[string]float64 // the quantized model's measured metrics; nil when not evaluated
+	MetricsFrom   string             // what Metrics were measured on
+	SourceMetrics map[string]float64 // the float32 source's metrics (not this model's)
 }
 
 // graderLayoutKey marks, in the weights' __metadata__, that quantized grader weights are
@@ -81,24 +104,53 @@ func outLast(t []float32, dims []int) []float32 {
 	return v
 }
 
-// graderKeep decides what stays float32 in the grader: rank-1 tensors, and with lm_head
-// the two output heads (density and grade_out); name prefixes and patterns as for Qwen.
+// KeepHeads is the grader's keep category: its two output heads, density (the lesion
+// heatmap) and grade_out (the grade logits). For a grader "lm_head" means the same.
+const KeepHeads = "heads"
+
+// DefaultGraderKeep is what stays float32 in a grader unless told otherwise (rank-1
+// tensors always do).
+var DefaultGraderKeep = []string{KeepHeads}
+
+// graderKeepList maps a keep list to the grader's terms: nil is DefaultGraderKeep,
+// lm_head becomes heads, and the Qwen-only categories are refused.
+func graderKeepList(keep []string) ([]string, error) {
+	if keep == nil {
+		return DefaultGraderKeep, nil
+	}
+	out := make([]string, 0, len(keep))
+	for _, k := range keep {
+		switch k = strings.TrimSpace(k); k {
+		case KeepLMHead:
+			k = KeepHeads
+		case KeepEmbeddings, KeepVision:
+			return nil, fmt.Errorf("keep entry %q applies to Qwen2.5-VL checkpoints, the grader has none: use %s (its output heads), none, or /model/... name prefixes and patterns", k, KeepHeads)
+		}
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// graderKeep decides what stays float32 in the grader: rank-1 tensors, with heads the two
+// output heads (density and grade_out), and name prefixes and patterns as for Qwen.
 func graderKeep(rule KeepRule, name string, rank int) bool {
 	if rank < 2 {
 		return true
 	}
-	for _, k := range rule.entries {
-		if k == KeepLMHead && (strings.Contains(name, "/density/") || strings.Contains(name, "/grade_out/")) {
-			return true
-		}
+	if slices.Contains(rule.entries, KeepHeads) && (strings.Contains(name, "/density/") || strings.Contains(name, "/grade_out/")) {
+		return true
 	}
 	return rule.Keep(name, rank)
 }
 
-// ConvertGrader quantizes the model weights of a grader checkpoint (file, or the built-in
-// weights when ckptPath is empty) into the directory out: model.safetensors (variable
-// names as tensor names) and config.json with the grader's configuration, its metrics and
-// quantization_config.
+// ConvertGrader quantizes the model weights of a grader checkpoint file into the directory
+// out: model.safetensors (variable names as tensor names) and config.json with the
+// grader's configuration, the version of the source weights and of the quantized ones,
+// the source's metrics as source_metrics (the quantized model's own metrics are added by
+// SetGraderMetrics once measured) and quantization_config. o.Keep is in the grader's terms
+// (see KeepHeads; nil means DefaultGraderKeep).
 func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, error) {
 	var ck *grader.Checkpoint
 	var err error
@@ -109,9 +161,9 @@ func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, erro
 	if ck, err = grader.ReadCheckpoint(ckptPath); err != nil {
 		return nil, err
 	}
-	keep := o.Keep
-	if keep == nil {
-		keep = []string{KeepLMHead}
+	keep, err := graderKeepList(o.Keep)
+	if err != nil {
+		return nil, err
 	}
 	rule, err := NewKeepRule(keep)
 	if err != nil {
@@ -198,37 +250,95 @@ func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, erro
 	if st, err := os.Stat(weights); err == nil {
 		rep.BytesAfter = st.Size()
 	}
-	doc, err := json.MarshalIndent(graderDoc{ModelType: GraderModelType, Grader: ck.Header.Model, Metrics: ck.Header.Metrics, Calibration: ck.Header.Calibration, Quant: cfg}, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encode config.json: %w", err)
+	src := grader.WeightsVersion(ckptPath)
+	if src == "" {
+		src = "custom"
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(out, "config.json"), append(doc, '\n'), 0o644); err != nil {
+	doc := &graderDoc{ModelType: GraderModelType, Grader: ck.Header.Model, Version: src + "-" + string(o.Method), SourceVersion: src,
+		SourceMetrics: ck.Header.Metrics, Calibration: ck.Header.Calibration, Quant: cfg}
+	if err := writeGraderDoc(out, doc); err != nil {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// writeGraderDoc writes config.json of a quantized grader into dir atomically.
+func writeGraderDoc(dir string, doc *graderDoc) error {
+	p := filepath.Join(dir, "config.json")
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", p, err)
+	}
+	return fsutil.WriteFileAtomic(p, append(data, '\n'), 0o644)
+}
+
+// readGraderDoc reads and checks config.json of a quantized grader directory. A directory
+// written before versions were recorded (no version) copied the float32 source's metrics
+// as its own: they are returned as SourceMetrics, and the version as "custom-METHOD".
+func readGraderDoc(dir string) (*graderDoc, error) {
+	p := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read grader config: %w", err)
+	}
+	var doc graderDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if doc.ModelType != GraderModelType || doc.Quant == nil {
+		return nil, fmt.Errorf("%s: not a quantized acdtcm grader (model_type %q)", p, doc.ModelType)
+	}
+	if err := doc.Quant.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", p, ConfigKey, err)
+	}
+	if err := doc.Grader.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if doc.Version == "" {
+		if doc.SourceMetrics == nil {
+			doc.SourceMetrics = doc.Metrics
+		}
+		doc.Metrics, doc.MetricsFrom = nil, ""
+		if doc.SourceVersion == "" {
+			doc.SourceVersion = "custom"
+		}
+		doc.Version = doc.SourceVersion + "-" + string(doc.Quant.Method)
+	}
+	return &doc, nil
+}
+
+// ReadGraderInfo reads the versions, method and metrics of a quantized grader directory.
+func ReadGraderInfo(dir string) (GraderInfo, error) {
+	doc, err := readGraderDoc(dir)
+	if err != nil {
+		return GraderInfo{}, err
+	}
+	return GraderInfo{Version: doc.Version, SourceVersion: doc.SourceVersion, Method: doc.Quant.Method,
+		Metrics: doc.Metrics, MetricsFrom: doc.MetricsFrom, SourceMetrics: doc.SourceMetrics}, nil
+}
+
+// SetGraderMetrics records in a quantized grader directory's config.json the metrics
+// measured on the quantized model itself, and what they were measured on (e.g. "valid
+// split of data/acne04"); nil metrics remove them.
+func SetGraderMetrics(dir string, metrics map[string]float64, from string) error {
+	doc, err := readGraderDoc(dir)
+	if err != nil {
+		return err
+	}
+	doc.Metrics, doc.MetricsFrom = metrics, from
+	if metrics == nil {
+		doc.MetricsFrom = ""
+	}
+	return writeGraderDoc(dir, doc)
 }
 
 // DequantizeGrader reads a quantized grader directory and writes a float32 grader
 // checkpoint (the format grader.Load reads) to ckptPath; it returns the model
 // configuration.
 func DequantizeGrader(dir, ckptPath string) (grader.ModelConfig, error) {
-	p := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(p)
+	doc, err := readGraderDoc(dir)
 	if err != nil {
-		return grader.ModelConfig{}, fmt.Errorf("read grader config: %w", err)
-	}
-	var doc graderDoc
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return grader.ModelConfig{}, fmt.Errorf("%s: %w", p, err)
-	}
-	if doc.ModelType != GraderModelType || doc.Quant == nil {
-		return doc.Grader, fmt.Errorf("%s: not a quantized acdtcm grader (model_type %q)", p, doc.ModelType)
-	}
-	if err := doc.Quant.Validate(); err != nil {
-		return doc.Grader, fmt.Errorf("%s: %s: %w", p, ConfigKey, err)
-	}
-	if err := doc.Grader.Validate(); err != nil {
-		return doc.Grader, fmt.Errorf("%s: %w", p, err)
+		return grader.ModelConfig{}, err
 	}
 	wpath := filepath.Join(dir, WeightsFile)
 	f, err := safetensors.Open(wpath)
@@ -319,4 +429,19 @@ func LoadGrader(dir, backendSpec string) (*grader.Model, error) {
 		return nil, err
 	}
 	return grader.LoadWithBackend(ckpt, backendSpec)
+}
+
+// OpenGrader loads a quantized grader directory (LoadGrader) as an inference model that
+// reports the quantized weights' version, method and own metrics (none when the
+// directory records no measured metrics).
+func OpenGrader(dir, backendSpec string) (*grader.InferModel, error) {
+	info, err := ReadGraderInfo(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := LoadGrader(dir, backendSpec)
+	if err != nil {
+		return nil, err
+	}
+	return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(filepath.Clean(dir)), Version: info.Version, Quantization: string(info.Method)}, nil
 }

@@ -1,10 +1,13 @@
 package quant
 
 import (
+	"encoding/json"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/acdtcm/acdtcm/internal/grader"
+	"github.com/acdtcm/acdtcm/internal/grader/weights"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 )
 
@@ -95,6 +99,9 @@ func TestGraderRoundTrip(t *testing.T) {
 		if !IsGraderDir(out) {
 			t.Fatalf("%s: not recognised as a grader directory", m)
 		}
+		if qc, err := ReadConfig(out); err != nil || len(qc.Keep) != 1 || qc.Keep[0] != KeepHeads || len(qc.ModulesNotConverted) != 2 {
+			t.Errorf("%s: recorded keep %+v (want [heads] and the 2 head weights), %v", m, qc, err)
+		}
 		q, err := LoadGrader(out, "go")
 		if err != nil {
 			t.Fatal(err)
@@ -126,6 +133,129 @@ func TestGraderRoundTrip(t *testing.T) {
 	os.WriteFile(filepath.Join(bad, WeightsFile), w, 0o644)
 	if _, err := LoadGrader(bad, "go"); err == nil || !strings.Contains(err.Error(), "block_size") {
 		t.Errorf("mismatched grader config accepted or unclear: %v", err)
+	}
+}
+
+// TestGraderKeepList: a grader's keep list is recorded in its own terms.
+func TestGraderKeepList(t *testing.T) {
+	tests := []struct {
+		keep    []string
+		want    []string
+		wantErr string
+	}{
+		{nil, []string{KeepHeads}, ""},
+		{[]string{KeepLMHead}, []string{KeepHeads}, ""},
+		{[]string{KeepHeads, KeepLMHead, "/model/conv0/*"}, []string{KeepHeads, "/model/conv0/*"}, ""},
+		{[]string{KeepNone}, []string{KeepNone}, ""},
+		{[]string{KeepEmbeddings, KeepLMHead}, nil, "applies to Qwen2.5-VL"},
+		{[]string{KeepVision}, nil, "applies to Qwen2.5-VL"},
+	}
+	for _, tc := range tests {
+		got, err := graderKeepList(tc.keep)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%v: error %v, want %q", tc.keep, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%v: %v, %v; want %v", tc.keep, got, err, tc.want)
+		}
+	}
+	rule, err := NewKeepRule([]string{KeepHeads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"/model/density/weights": true, "/model/grade_out/weights": true, "/model/conv0/weights": false} {
+		if got := graderKeep(rule, name, 2); got != want {
+			t.Errorf("heads: keep %s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestGraderMetadata: a quantized grader records its source's version and its method as
+// its version, never presents the source's metrics as its own, and reports the metrics
+// measured on it once SetGraderMetrics stored them. A directory written before versions
+// were recorded (source metrics under "metrics") is read the same way.
+func TestGraderMetadata(t *testing.T) {
+	root := t.TempDir()
+	random := filepath.Join(root, "random.ckpt")
+	randomGrader(t, random) // metrics {"valid_accuracy": 0.5}
+	builtin := filepath.Join(root, "builtin.ckpt")
+	if err := os.WriteFile(builtin, weights.Grader, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	builtinVersion := grader.BuiltinVersion()
+	tests := []struct {
+		src           string
+		m             Method
+		wantVersion   string
+		wantSrcMetric string
+	}{
+		{random, Int8, "custom-int8", "valid_accuracy"},
+		{builtin, NF4, builtinVersion + "-nf4", "holdout_accuracy"},
+	}
+	for _, tc := range tests {
+		out := filepath.Join(root, filepath.Base(tc.src)+"-"+string(tc.m))
+		if _, err := ConvertGrader(tc.src, out, ConvertOptions{Method: tc.m}); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := os.ReadFile(filepath.Join(out, "config.json"))
+		var doc map[string]any
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		if _, has := doc["metrics"]; has {
+			t.Errorf("%s: config.json presents metrics that were not measured on the quantized model:\n%s", out, raw)
+		}
+		info, err := ReadGraderInfo(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Version != tc.wantVersion || info.Method != tc.m || info.Metrics != nil || info.SourceMetrics[tc.wantSrcMetric] <= 0 {
+			t.Errorf("%s: info %+v, want version %q and source metric %s", out, info, tc.wantVersion, tc.wantSrcMetric)
+		}
+		im, err := OpenGrader(out, "go")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mi := im.Info(); mi.Version != tc.wantVersion || mi.Quantization != string(tc.m) || len(mi.Metrics) != 0 {
+			t.Errorf("%s: model info %+v", out, mi)
+		}
+		measured := map[string]float64{"valid_accuracy": 0.25, "valid_n": 4}
+		if err := SetGraderMetrics(out, measured, "valid split of test (4 photos)"); err != nil {
+			t.Fatal(err)
+		}
+		if info, err = ReadGraderInfo(out); err != nil || !maps.Equal(info.Metrics, measured) || info.MetricsFrom == "" || info.SourceMetrics[tc.wantSrcMetric] <= 0 {
+			t.Errorf("%s: after SetGraderMetrics: %+v, %v", out, info, err)
+		}
+		if im, err = OpenGrader(out, "go"); err != nil || !maps.Equal(im.Info().Metrics, measured) || im.Info().Version != tc.wantVersion {
+			t.Errorf("%s: loaded model reports %+v, %v; want the measured metrics", out, im.Info(), err)
+		}
+	}
+	if builtinVersion == "" {
+		t.Error("no built-in version")
+	}
+
+	// An old directory: no version, the float32 metrics under "metrics".
+	old := filepath.Join(root, "random.ckpt-int8")
+	raw, _ := os.ReadFile(filepath.Join(old, "config.json"))
+	var doc map[string]any
+	json.Unmarshal(raw, &doc)
+	for _, k := range []string{"version", "source_version", "metrics_from", "source_metrics"} {
+		delete(doc, k)
+	}
+	doc["metrics"] = map[string]float64{"valid_accuracy": 0.5}
+	raw, _ = json.Marshal(doc)
+	if err := os.WriteFile(filepath.Join(old, "config.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, err := ReadGraderInfo(old)
+	if err != nil || info.Version != "custom-int8" || info.Metrics != nil || info.SourceMetrics["valid_accuracy"] != 0.5 {
+		t.Errorf("old directory: %+v, %v", info, err)
+	}
+	if q, err := LoadGrader(old, "go"); err != nil || len(q.Metrics) != 0 {
+		t.Errorf("old directory loads with metrics %v (%v); want none", q.Metrics, err)
 	}
 }
 

@@ -24,11 +24,15 @@ type ExportOptions struct {
 	// ShardBytes splits the weights into shards of at most this many bytes (default 4 GiB),
 	// with model.safetensors.index.json when there is more than one.
 	ShardBytes int64
+	// Processor, when set, gives the merged checkpoint's preprocessor_config.json its image
+	// size limits (min/max pixels), e.g. those the adapter was trained with.
+	Processor *ProcessorConfig
 }
 
 // ExportMerged writes a full Hugging Face checkpoint to out whose weights are the base
 // checkpoint's (in its own names and dtypes) with every LoRA adapter in ctx folded in
-// (W + s·B·A, stored in the tensor's original dtype). Side files are copied.
+// (W + s·B·A, stored in the tensor's original dtype). Side files are copied, with
+// opts.Processor's min/max pixels written into preprocessor_config.json when set.
 func ExportMerged(baseDir, out string, ctx *context.Context, opts ExportOptions) error {
 	if opts.ShardBytes <= 0 {
 		opts.ShardBytes = 4 << 30
@@ -111,7 +115,13 @@ func ExportMerged(baseDir, out string, ctx *context.Context, opts ExportOptions)
 			return err
 		}
 	}
-	return CopySideFiles(baseDir, out)
+	if err := CopySideFiles(baseDir, out); err != nil {
+		return err
+	}
+	if opts.Processor != nil {
+		return WriteProcessorConfig(out, baseDir, *opts.Processor)
+	}
+	return nil
 }
 
 // CopySideFiles copies config, tokenizer, processor and generation files atomically.

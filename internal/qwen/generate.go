@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -212,10 +213,10 @@ func (m *Model) step(b *batch, ids [][]int, positions [][3][]int, start int, ck,
 	return out[0], out[1], out[2], nil
 }
 
+// emptyCache is a zero KV cache in the compute dtype (the decoder returns it in that dtype).
 func (m *Model) emptyCache(b *batch) *tensors.Tensor {
 	t := m.Config.Text
-	n := t.NumHiddenLayers * b.B * t.NumKeyValueHeads * b.T * t.HeadDim()
-	return tensors.FromFlatDataAndDimensions(make([]float32, n), t.NumHiddenLayers, b.B, t.NumKeyValueHeads, b.T, t.HeadDim())
+	return tensors.FromShape(shapes.Make(m.ComputeDType, t.NumHiddenLayers, b.B, t.NumKeyValueHeads, b.T, t.HeadDim()))
 }
 
 // Forward returns the logits [B, S, V] of every position of the (left-padded) prompts, plus

@@ -68,11 +68,13 @@ func GradeProbabilities(logits []float32, gradeIDs []int) []float64 {
 // Grader adapts a Qwen2.5-VL model to infer.Model: it scores grades from the first answer
 // token of the grading prompt. Predict batches photos into one left-padded prompt batch.
 type Grader struct {
-	Model    *Model
-	Scale    severity.Scale
-	Version  string
-	Backend  string
-	gradeIDs []int
+	Model   *Model
+	Scale   severity.Scale
+	Version string
+	Backend string
+	// Quantization is the method of a quantized checkpoint (e.g. "nf4"); empty for float weights.
+	Quantization string
+	gradeIDs     []int
 }
 
 // NewGrader prepares the grade tokens of a loaded model.
@@ -86,7 +88,7 @@ func NewGrader(m *Model, version, backend string) (*Grader, error) {
 
 // Info describes the model for results and the API.
 func (g *Grader) Info() infer.ModelInfo {
-	return infer.ModelInfo{Name: "qwen2.5-vl", Version: g.Version, Backend: g.Backend, Scale: g.Scale}
+	return infer.ModelInfo{Name: "qwen2.5-vl", Version: g.Version, Backend: g.Backend, Scale: g.Scale, Quantization: g.Quantization}
 }
 
 // Preprocess keeps the decoded photo; the processor runs inside Predict with the prompt.

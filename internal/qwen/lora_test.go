@@ -152,6 +152,32 @@ func TestLoRASaveLoadMerge(t *testing.T) {
 	}
 }
 
+// adaptedTrainInputs attaches LoRA adapters to m (language model only, or also the vision
+// MLPs; seed 5, lora_B randomised with seed 6 so that every gradient is non-zero) and
+// returns the graph inputs of one training sample with an image.
+func adaptedTrainInputs(t *testing.T, m *Model, lmOnly bool) []*tensors.Tensor {
+	t.Helper()
+	m.AttachLoRA(defaultLoRA(t, lmOnly), 5)
+	randomizeB(t, m.Ctx, 6)
+	img, err := m.Processor.ProcessImage(testImage(56, 84, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []tokenizer.Message{
+		{Role: "user", Content: []tokenizer.Content{{Image: true}, {Text: "Grade?"}}},
+		tokenizer.TextMessage("assistant", "2 moderate"),
+	}
+	batch, err := m.NewTrainBatch([]TrainSample{{Messages: msgs, Images: []ProcessedImage{img}, Grade: 2}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs, err := m.BatchTensors(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inputs
+}
+
 // castVariables converts every float variable of ctx to float64, so gradients can be checked
 // against finite differences without float32 rounding noise.
 func castVariables(t *testing.T, ctx *context.Context) {
@@ -175,24 +201,7 @@ func castVariables(t *testing.T, ctx *context.Context) {
 // autodiff against central finite differences, in float64, on the tiny model with an image.
 func TestLoRAGradientsMatchFiniteDifferences(t *testing.T) {
 	m := tinyModel(t)
-	m.AttachLoRA(defaultLoRA(t, true), 5)
-	randomizeB(t, m.Ctx, 6)
-	img, err := m.Processor.ProcessImage(testImage(56, 84, 8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := []tokenizer.Message{
-		{Role: "user", Content: []tokenizer.Content{{Image: true}, {Text: "Grade?"}}},
-		tokenizer.TextMessage("assistant", "2 moderate"),
-	}
-	batch, err := m.NewTrainBatch([]TrainSample{{Messages: msgs, Images: []ProcessedImage{img}, Grade: 2}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inputs, err := m.BatchTensors(batch)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inputs := adaptedTrainInputs(t, m, true)
 	castVariables(t, m.Ctx)
 	const module = "model.layers.1.self_attn.v_proj"
 	scope := "/lora/" + dots(module)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -24,19 +25,30 @@ type Model struct {
 	Generation GenerationConfig
 	Backend    backends.Backend
 	Ctx        *context.Context
+	// ComputeDType is the dtype of the base weights and activations (LoadOptions).
+	ComputeDType dtypes.DType
 
 	visionExec *context.Exec
 	textExec   map[bool]*context.Exec // keyed by "all positions" (true) or "last position only"
 }
 
 // Load reads config.json, preprocessor_config.json, tokenizer.json, generation_config.json
-// (optional) and the safetensors weights of a checkpoint directory.
+// (optional) and the safetensors weights of a checkpoint directory, computing in float32.
 func Load(dir string, backend backends.Backend) (*Model, error) {
+	return LoadWith(dir, backend, LoadOptions{})
+}
+
+// LoadWith is Load with options (the compute dtype).
+func LoadWith(dir string, backend backends.Backend, opts LoadOptions) (*Model, error) {
+	dtype, err := opts.computeDType()
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Dir: dir, Config: cfg, Backend: backend, Ctx: context.New(), textExec: map[bool]*context.Exec{}}
+	m := &Model{Dir: dir, Config: cfg, Backend: backend, Ctx: context.New(), ComputeDType: dtype, textExec: map[bool]*context.Exec{}}
 	procPath := filepath.Join(dir, "preprocessor_config.json")
 	if _, err := os.Stat(procPath); err == nil {
 		if m.Processor, err = LoadProcessorConfig(procPath); err != nil {
@@ -51,7 +63,7 @@ func Load(dir string, backend backends.Backend) (*Model, error) {
 	if m.Generation, err = LoadGenerationConfig(dir, cfg); err != nil {
 		return nil, err
 	}
-	if err := LoadWeights(m.Ctx, dir, cfg); err != nil {
+	if err := LoadWeightsAs(m.Ctx, dir, cfg, dtype); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -91,7 +103,8 @@ func (m *Model) visionOne(im ProcessedImage) (*tensors.Tensor, error) {
 	}
 	if m.visionExec == nil {
 		m.visionExec, err = context.NewExecAny(m.Backend, m.Ctx, func(ctx *context.Context, px, wi, ii, cos, sin, wm, fm *Node) *Node {
-			return VisionForward(ctx, m.Config, VisionInputs{Pixels: px, WindowIndex: wi, InverseIndex: ii, Cos: cos, Sin: sin, WindowMask: wm, FullMask: fm})
+			in := VisionInputs{Pixels: px, WindowIndex: wi, InverseIndex: ii, Cos: cos, Sin: sin, WindowMask: wm, FullMask: fm}
+			return upcast(VisionForward(ctx, m.Config, in)) // features leave as float32
 		})
 		if err != nil {
 			return nil, fmt.Errorf("build vision graph: %w", err)

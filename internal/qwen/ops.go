@@ -21,11 +21,15 @@ func Linear(ctx *context.Context, x *Node, module string, bias bool) *Node {
 	return lora.Apply(ctx, x, y, module)
 }
 
-// RMSNorm normalises over the last axis: x / sqrt(mean(x²) + eps) · weight.
+// RMSNorm normalises over the last axis: x / sqrt(mean(x²) + eps) · weight. As
+// Qwen2RMSNorm, the normalisation runs in float32 for half-precision x and is rounded back
+// to x's dtype before the scale multiplies it.
 func RMSNorm(ctx *context.Context, x *Node, weightName string, eps float64) *Node {
 	g := x.Graph()
-	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
-	y := Mul(x, Rsqrt(AddScalar(ms, eps)))
+	y := inAccum(x, func(x *Node) *Node {
+		ms := ReduceAndKeep(Square(x), ReduceMean, -1)
+		return Mul(x, Rsqrt(AddScalar(ms, eps)))
+	})
 	return Mul(y, alignRank(param(ctx, g, weightName), y.Rank()))
 }
 
@@ -49,9 +53,10 @@ func rotateHalf(x *Node) *Node {
 	return Concatenate([]*Node{Neg(x2), x1}, -1)
 }
 
-// applyRotary computes x·cos + rotate_half(x)·sin; cos and sin broadcast against x.
+// applyRotary computes x·cos + rotate_half(x)·sin; cos and sin (in accumDType of x's dtype)
+// broadcast against x. Half-precision x rotates in float32 and is rounded back once.
 func applyRotary(x, cos, sin *Node) *Node {
-	return Add(Mul(x, cos), Mul(rotateHalf(x), sin))
+	return inAccum(x, func(x *Node) *Node { return Add(Mul(x, cos), Mul(rotateHalf(x), sin)) })
 }
 
 // GELU is the exact (erf) GELU.
@@ -61,8 +66,11 @@ func GELU(x *Node) *Node {
 
 // maskedSoftmax applies softmax over the last axis where mask is true; masked entries get
 // the lowest float32 (as transformers' eager attention does), so a fully masked row stays
-// finite.
+// finite. Half-precision scores are softmaxed in float32 (softmax(dtype=torch.float32)) and
+// the probabilities rounded back to the scores' dtype.
 func maskedSoftmax(scores, mask *Node) *Node {
-	low := Scalar(scores.Graph(), scores.DType(), -math.MaxFloat32)
-	return Softmax(Where(mask, scores, BroadcastToShape(low, scores.Shape())), -1)
+	return inAccum(scores, func(scores *Node) *Node {
+		low := Scalar(scores.Graph(), scores.DType(), -math.MaxFloat32)
+		return Softmax(Where(mask, scores, BroadcastToShape(low, scores.Shape())), -1)
+	})
 }

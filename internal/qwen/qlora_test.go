@@ -12,7 +12,6 @@ import (
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/quant"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
-	"github.com/acdtcm/acdtcm/internal/tokenizer"
 )
 
 // writeDequantized writes a float32 checkpoint holding the dequantized weights of the
@@ -72,24 +71,7 @@ func TestQLoRAGradients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.AttachLoRA(defaultLoRA(t, false), 5)
-		randomizeB(t, m.Ctx, 6)
-		img, err := m.Processor.ProcessImage(testImage(56, 84, 8))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs := []tokenizer.Message{
-			{Role: "user", Content: []tokenizer.Content{{Image: true}, {Text: "Grade?"}}},
-			tokenizer.TextMessage("assistant", "2 moderate"),
-		}
-		batch, err := m.NewTrainBatch([]TrainSample{{Messages: msgs, Images: []ProcessedImage{img}, Grade: 2}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		inputs, err := m.BatchTensors(batch)
-		if err != nil {
-			t.Fatal(err)
-		}
+		inputs := adaptedTrainInputs(t, m, false)
 		scope := "/lora/" + dots(module)
 		aVar := m.Ctx.GetVariableByScopeAndName(scope, "lora_A")
 		bVar := m.Ctx.GetVariableByScopeAndName(scope, "lora_B")

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
@@ -15,9 +16,10 @@ import (
 // Quantized checkpoints (written by `acdtcm quantize`) keep each quantized weight W as its
 // packed values plus companion scale tensors (see package quant). LoadWeights stores the
 // packed values as a frozen integer variable named like the weight, the scales as frozen
-// float32/uint8 variables beside it ("<name>_qscale", ...), and param rebuilds the float32
-// weight inside the graph, so every consumer (generation, grading, LoRA training) works
-// unchanged while memory holds only the packed form.
+// float32/uint8 variables beside it ("<name>_qscale", ...), and param rebuilds the weight
+// inside the graph (in float32, then converted to the compute dtype), so every consumer
+// (generation, grading, LoRA training) works unchanged while memory holds only the packed
+// form.
 
 // quantParamKey is the context parameter (set in the weight's scope) describing a
 // quantized weight.
@@ -28,6 +30,8 @@ type quantInfo struct {
 	Method quant.Method
 	Shape  []int
 	Parts  []string // part names present besides the data
+	// DType is the compute dtype the dequantized weight is converted to (zero: float32).
+	DType dtypes.DType
 }
 
 // checkQuantizedFiles compares every weights file's metadata with the quantization_config,
@@ -59,8 +63,9 @@ func checkQuantizedFiles(dir string, qc *quant.Config, ckpt *safetensors.Checkpo
 }
 
 // loadQuantized decodes the quantized weight stored as stored (canonical name spec.Name)
-// and creates its frozen variables. It reports false when the weight is not quantized.
-func loadQuantized(ctx *context.Context, ckpt *safetensors.Checkpoint, qc *quant.Config, stored string, spec TensorSpec) (bool, error) {
+// and creates its frozen variables; the graph dequantizes it to dtype. It reports false when
+// the weight is not quantized.
+func loadQuantized(ctx *context.Context, ckpt *safetensors.Checkpoint, qc *quant.Config, stored string, spec TensorSpec, dtype dtypes.DType) (bool, error) {
 	if qc == nil {
 		return false, nil
 	}
@@ -87,7 +92,7 @@ func loadQuantized(ctx *context.Context, ckpt *safetensors.Checkpoint, qc *quant
 	}
 	scope, short := scopeAndName(spec.Name)
 	c := ctx.InAbsPath(scope).Checked(false)
-	info := quantInfo{Method: q.Method, Shape: spec.Shape}
+	info := quantInfo{Method: q.Method, Shape: spec.Shape, DType: dtype}
 	for part, t := range q.GraphTensors() {
 		name := short
 		if part != quant.PartData {
@@ -116,7 +121,11 @@ func dequantizeParam(ctx *context.Context, g *graph.Graph, scope, short string, 
 		}
 		parts[p] = v.ValueGraph(g)
 	}
-	return quant.DequantizeGraph(info.Method, info.Shape, quant.InputsFromParts(parts))
+	w := quant.DequantizeGraph(info.Method, info.Shape, quant.InputsFromParts(parts))
+	if info.DType != dtypes.InvalidDType {
+		w = graph.ConvertDType(w, info.DType)
+	}
+	return w
 }
 
 // IsQuantized tells whether a loaded weight (canonical name) is held in quantized form.

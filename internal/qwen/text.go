@@ -53,8 +53,9 @@ func TextForward(ctx *context.Context, cfg *Config, x *Node, in TextInputs) Text
 	t := cfg.Text
 	var out TextOutputs
 	var ks, vs []*Node
-	cos := ConvertDType(ExpandAxes(in.Cos, 2), x.DType()) // [B, S, 1, D]
-	sin := ConvertDType(ExpandAxes(in.Sin, 2), x.DType())
+	rot := accumDType(x.DType())                    // rotary runs in float32 for bfloat16 x
+	cos := ConvertDType(ExpandAxes(in.Cos, 2), rot) // [B, S, 1, D]
+	sin := ConvertDType(ExpandAxes(in.Sin, 2), rot)
 	for l := 0; l < t.NumHiddenLayers; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		h := RMSNorm(ctx, x, p+"input_layernorm.weight", t.RMSNormEps)
@@ -76,14 +77,15 @@ func TextForward(ctx *context.Context, cfg *Config, x *Node, in TextInputs) Text
 }
 
 // Logits projects hidden states [..., H] onto the vocabulary (tied to the embeddings when
-// the config says so).
+// the config says so). The projection runs in the compute dtype; bfloat16 logits are
+// returned as float32 (for the log-softmax, the losses and the host).
 func Logits(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 	name := "lm_head.weight"
 	if cfg.Text.TieWordEmbeddings {
 		name = "model.embed_tokens.weight"
 	}
 	w := param(ctx, hidden.Graph(), name)
-	return DotGeneral(hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil)
+	return upcast(DotGeneral(hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil))
 }
 
 // selfAttention is grouped-query attention with q/k/v biases and M-RoPE. With a cache it

@@ -31,7 +31,9 @@ func VisionForward(ctx *context.Context, cfg *Config, in VisionInputs) *Node {
 	// Patch embedding: the Conv3d with kernel = stride is a matmul with the flattened kernel.
 	w := Reshape(param(ctx, g, "visual.patch_embed.proj.weight"), C, -1)
 	x := DotGeneral(ConvertDType(in.Pixels, w.DType()), []int{1}, nil, w, []int{1}, nil) // [N, C]
-	cos, sin := ConvertDType(in.Cos, w.DType()), ConvertDType(in.Sin, w.DType())
+	// The rotary tables are float32 for bfloat16 weights: the rotation runs in float32.
+	rot := accumDType(w.DType())
+	cos, sin := ConvertDType(in.Cos, rot), ConvertDType(in.Sin, rot)
 	x = Reshape(Gather(Reshape(x, N/U, U*C), in.WindowIndex), N, C)
 	full := map[int]bool{}
 	for _, b := range v.FullAttBlockIndexes {

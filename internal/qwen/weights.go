@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/acdtcm/acdtcm/internal/lora"
@@ -116,6 +116,16 @@ func scopeAndName(name string) (string, string) {
 // A checkpoint written by `acdtcm quantize` (config.json with quantization_config) loads
 // its quantized weights in packed form; param dequantizes them inside the graph.
 func LoadWeights(ctx *context.Context, dir string, cfg *Config) error {
+	return LoadWeightsAs(ctx, dir, cfg, dtypes.Float32)
+}
+
+// LoadWeightsAs is LoadWeights with the float weights held as dtype (float32 or bfloat16,
+// see LoadOptions.ComputeDType); quantized weights stay packed and dequantize to dtype.
+func LoadWeightsAs(ctx *context.Context, dir string, cfg *Config, dtype dtypes.DType) error {
+	dtype, err := LoadOptions{ComputeDType: dtype}.computeDType()
+	if err != nil {
+		return err
+	}
 	qc, err := quant.ReadConfig(dir)
 	if err != nil {
 		return err
@@ -137,7 +147,7 @@ func LoadWeights(ctx *context.Context, dir string, cfg *Config) error {
 		if !ok {
 			return fmt.Errorf("checkpoint %s lacks tensor %s (also looked for its model.language_model./model.visual. spelling)", dir, spec.Name)
 		}
-		if done, err := loadQuantized(ctx, ckpt, qc, stored, spec); err != nil {
+		if done, err := loadQuantized(ctx, ckpt, qc, stored, spec, dtype); err != nil {
 			return err
 		} else if done {
 			continue
@@ -146,9 +156,12 @@ func LoadWeights(ctx *context.Context, dir string, cfg *Config) error {
 		if err != nil {
 			return err
 		}
+		value, err := weightTensor(values, spec.Shape, dtype)
+		if err != nil {
+			return err
+		}
 		scope, name := scopeAndName(spec.Name)
-		v := ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, tensors.FromFlatDataAndDimensions(values, spec.Shape...))
-		v.SetTrainable(false)
+		ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, value).SetTrainable(false)
 	}
 	return nil
 }

@@ -29,15 +29,18 @@ import (
 
 // LoRAConfig configures a LoRA fine-tuning run (configs/train-qwen-lora.yaml).
 type LoRAConfig struct {
-	Model, Adapter        string
-	Data, TrainSplit      string
-	EvalData, EvalSplit   string
-	Out                   string
-	Seed                  uint64
-	R                     int
-	Alpha, Dropout        float64
-	Targets               []string
-	LanguageModelOnly     bool
+	Model, Adapter      string
+	Data, TrainSplit    string
+	EvalData, EvalSplit string
+	Out                 string
+	Seed                uint64
+	R                   int
+	Alpha, Dropout      float64
+	Targets             []string
+	LanguageModelOnly   bool
+	// TargetRegex, when set, replaces Targets and LanguageModelOnly: it is written as PEFT's
+	// target_modules string, which adapts the modules whose full name it matches.
+	TargetRegex           string
 	RSLoRA                bool
 	LR, Beta1, Beta2, Eps float64
 	WeightDecay           float64
@@ -49,14 +52,20 @@ type LoRAConfig struct {
 	ClassWeights          []float64
 	GradeLossWeight       float64
 	ClipNorm              float64
-	MinPixels, MaxPixels  int
-	SaveSteps, Patience   int
-	Metric                string // validation metric for best/early stopping: accuracy, macro_f1, kappa, val_loss
-	Resume                bool
-	MaxEvalSamples        int
+	// MinPixels and MaxPixels override the image size limits when positive (else those
+	// saved with Adapter, else the base's); checkpoints record the limits used.
+	MinPixels, MaxPixels int
+	SaveSteps, Patience  int
+	Metric               string // validation metric for best/early stopping: accuracy, macro_f1, kappa, val_loss
+	Resume               bool
+	MaxEvalSamples       int
 	// PeftNames is the module spelling of saved adapter keys (lora.ParseNaming): "new" for
 	// transformers >= 4.52, "legacy" for older ones, where PEFT ignores new-named keys.
 	PeftNames string
+	// ComputeDType is the base model's weight and compute dtype (qwen.ParseComputeDType):
+	// "float32" (default) or "bf16" (half the weight memory, for the GPU); the adapter, its
+	// gradients, the optimizer state and the loss stay float32.
+	ComputeDType string
 }
 
 // DefaultLoRAConfig holds the design's defaults.
@@ -65,7 +74,7 @@ func DefaultLoRAConfig() LoRAConfig {
 		LR: 2e-5, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, WarmupSteps: 500, Schedule: "cosine",
 		BatchSize: 8, GradAccum: 4, Epochs: 10, LabelSmoothing: 0.1, ClassWeights: []float64{1, 2, 3, 4},
 		GradeLossWeight: 1, ClipNorm: 1, SaveSteps: 50, Patience: 3, Metric: "macro_f1", Resume: true, TrainSplit: "train", EvalSplit: "valid",
-		PeftNames: lora.NamingNew.String()}
+		PeftNames: lora.NamingNew.String(), ComputeDType: "float32"}
 }
 
 // State is the resumable position of a run.
@@ -124,9 +133,24 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 	if err != nil {
 		return nil, err
 	}
-	m, err := qwen.Load(cfg.Model, backend)
+	dtype, err := qwen.ParseComputeDType(cfg.ComputeDType)
 	if err != nil {
 		return nil, err
+	}
+	m, err := qwen.LoadWith(cfg.Model, backend, qwen.LoadOptions{ComputeDType: dtype})
+	if err != nil {
+		return nil, err
+	}
+	t := &LoRATrainer{Cfg: cfg, Model: m, naming: naming, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
+	if cfg.Adapter != "" {
+		if t.LoRA, t.modules, err = m.LoadAdapterWithProcessor(cfg.Adapter); err != nil {
+			return nil, err
+		}
+	} else {
+		if t.LoRA, err = newLoRAConfig(cfg); err != nil {
+			return nil, err
+		}
+		t.modules = m.AttachLoRA(t.LoRA, cfg.Seed)
 	}
 	if cfg.MinPixels > 0 {
 		m.Processor.MinPixels = cfg.MinPixels
@@ -134,23 +158,11 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 	if cfg.MaxPixels > 0 {
 		m.Processor.MaxPixels = cfg.MaxPixels
 	}
-	t := &LoRATrainer{Cfg: cfg, Model: m, naming: naming, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
-	if cfg.Adapter != "" {
-		if t.LoRA, t.modules, err = m.LoadAdapter(cfg.Adapter); err != nil {
-			return nil, err
-		}
-	} else {
-		if t.LoRA, err = lora.NewConfig(cfg.R, cfg.Alpha, cfg.Dropout, cfg.Targets, cfg.LanguageModelOnly); err != nil {
-			return nil, err
-		}
-		t.LoRA.UseRSLoRA = cfg.RSLoRA
-		t.LoRA.BaseModel = cfg.Model
-		t.modules = m.AttachLoRA(t.LoRA, cfg.Seed)
+	if err := m.Processor.Validate(); err != nil {
+		return nil, fmt.Errorf("image size limits: %w", err)
 	}
-	for _, mod := range t.modules {
-		if strings.HasPrefix(mod, "visual.") {
-			return nil, fmt.Errorf("training adapters on the vision tower (%s) is not supported yet: the tower runs frozen outside the training graph; use language-model targets", mod)
-		}
+	if err := refuseVisionTargets(t.modules, cfg.Adapter); err != nil {
+		return nil, err
 	}
 	if len(t.modules) == 0 {
 		return nil, fmt.Errorf("the LoRA targets %s match no linear layer of %s", t.LoRA.TargetModules, cfg.Model)
@@ -170,6 +182,44 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 		return nil, err
 	}
 	return t, nil
+}
+
+// newLoRAConfig is the fresh adapter's PEFT config: targets by name or by regex.
+func newLoRAConfig(cfg LoRAConfig) (*lora.Config, error) {
+	var c *lora.Config
+	var err error
+	if cfg.TargetRegex != "" {
+		c, err = lora.NewRegexConfig(cfg.R, cfg.Alpha, cfg.Dropout, cfg.TargetRegex)
+	} else {
+		c, err = lora.NewConfig(cfg.R, cfg.Alpha, cfg.Dropout, cfg.Targets, cfg.LanguageModelOnly)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("LoRA config: %w", err)
+	}
+	c.UseRSLoRA = cfg.RSLoRA
+	c.BaseModel = cfg.Model
+	return c, nil
+}
+
+// refuseVisionTargets rejects adapters on the vision tower: its features are computed once,
+// frozen, outside the training graph, so such adapters would never learn.
+func refuseVisionTargets(modules []string, adapter string) error {
+	var vision []string
+	for _, mod := range modules {
+		if strings.HasPrefix(mod, "visual.") {
+			vision = append(vision, mod)
+		}
+	}
+	if len(vision) == 0 {
+		return nil
+	}
+	const why = "LoRA training of the vision tower is not supported (acdtcm train adapts the language model only)"
+	if adapter != "" {
+		return fmt.Errorf("adapter %s adapts vision-tower modules (%d, first %s): %s; the adapter still works with diagnose, eval, serve and export, but cannot be trained further here",
+			adapter, len(vision), vision[0], why)
+	}
+	return fmt.Errorf("the LoRA targets include vision-tower modules (%d, first %s): %s; keep --lora-lm-only (the default) or give a --lora-target-regex that matches no \"visual\" module",
+		len(vision), vision[0], why)
 }
 
 // prepare makes the A and B matrices of t.modules the trained parameters (with zero AdamW
@@ -347,34 +397,14 @@ func (t *LoRATrainer) step(order []int) (loss, gradNorm float64, tokens int, err
 			}
 		}
 	}
-	sq := 0.0
-	for _, g := range acc {
-		for _, x := range g {
-			sq += float64(x) * float64(x)
-		}
-	}
-	gradNorm = math.Sqrt(sq)
-	clip := 1.0
-	if c.ClipNorm > 0 && gradNorm > c.ClipNorm {
-		clip = c.ClipNorm / (gradNorm + 1e-6)
-	}
+	gradNorm, clip := clipScale(acc, c.ClipNorm)
 	lr := t.LearningRate(t.State.Step)
-	step := t.State.Step + 1
-	bc1, bc2 := 1-math.Pow(c.Beta1, float64(step)), 1-math.Pow(c.Beta2, float64(step))
 	for i, p := range t.params {
 		val, err := tensors.CopyFlatData[float32](p.MustValue())
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		m, v := t.m[i], t.v[i]
-		for k := range val {
-			g := float64(acc[i][k]) * clip
-			w := float64(val[k]) * (1 - lr*c.WeightDecay) // decoupled weight decay (AdamW)
-			m[k] = float32(c.Beta1*float64(m[k]) + (1-c.Beta1)*g)
-			v[k] = float32(c.Beta2*float64(v[k]) + (1-c.Beta2)*g*g)
-			mh, vh := float64(m[k])/bc1, float64(v[k])/bc2
-			val[k] = float32(w - lr*mh/(math.Sqrt(vh)+c.Eps))
-		}
+		adamw(c, val, acc[i], t.m[i], t.v[i], clip, lr, t.State.Step+1)
 		if err := p.SetValue(tensors.FromFlatDataAndDimensions(val, p.Shape().Dimensions...)); err != nil {
 			return 0, 0, 0, err
 		}
@@ -382,6 +412,37 @@ func (t *LoRATrainer) step(order []int) (loss, gradNorm float64, tokens int, err
 	t.State.Step++
 	t.State.StepInEpoch++
 	return loss, gradNorm, tokens, nil
+}
+
+// clipScale returns the global L2 norm of grads and the factor that scales them to at most
+// maxNorm (1 when maxNorm <= 0 or the norm is within it), as torch.nn.utils.clip_grad_norm_.
+func clipScale(grads [][]float32, maxNorm float64) (norm, scale float64) {
+	sq := 0.0
+	for _, g := range grads {
+		for _, x := range g {
+			sq += float64(x) * float64(x)
+		}
+	}
+	norm = math.Sqrt(sq)
+	if maxNorm > 0 && norm > maxNorm {
+		return norm, maxNorm / (norm + 1e-6)
+	}
+	return norm, 1
+}
+
+// adamw applies AdamW step number step (1-based) to val in place, with gradient grad·scale,
+// learning rate lr, decoupled weight decay and bias-corrected moments m and v (updated in
+// place), as torch.optim.AdamW.
+func adamw(c LoRAConfig, val, grad, m, v []float32, scale, lr float64, step int) {
+	bc1, bc2 := 1-math.Pow(c.Beta1, float64(step)), 1-math.Pow(c.Beta2, float64(step))
+	for k := range val {
+		g := float64(grad[k]) * scale
+		w := float64(val[k]) * (1 - lr*c.WeightDecay) // decoupled weight decay (AdamW)
+		m[k] = float32(c.Beta1*float64(m[k]) + (1-c.Beta1)*g)
+		v[k] = float32(c.Beta2*float64(v[k]) + (1-c.Beta2)*g*g)
+		mh, vh := float64(m[k])/bc1, float64(v[k])/bc2
+		val[k] = float32(w - lr*mh/(math.Sqrt(vh)+c.Eps))
+	}
 }
 
 // gradients runs the training graph on one micro-batch: its loss and the gradient of each
@@ -605,8 +666,9 @@ func (t *LoRATrainer) endEpoch(progress func(Event)) error {
 	return t.saveCheckpoint("checkpoint-last")
 }
 
-// saveCheckpoint writes adapter, optimizer state and trainer state into a fresh directory
-// and swaps it into place, so a crash leaves either the old or the new checkpoint.
+// saveCheckpoint writes adapter (with its image sizes in preprocessor_config.json), optimizer
+// state and trainer state into a fresh directory and swaps it into place, so a crash leaves
+// either the old or the new checkpoint.
 func (t *LoRATrainer) saveCheckpoint(name string) error {
 	final := filepath.Join(t.Cfg.Out, name)
 	tmp, err := os.MkdirTemp(t.Cfg.Out, "."+name+".tmp-")
@@ -619,6 +681,9 @@ func (t *LoRATrainer) saveCheckpoint(name string) error {
 	}
 	if err := lora.Save(t.Model.Ctx, t.LoRA, tmp, t.naming); err != nil {
 		return err
+	}
+	if err := qwen.WriteProcessorConfig(tmp, t.Model.Dir, t.Model.Processor); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
 	}
 	var ts []safetensors.Tensor
 	for i, p := range t.params {
