@@ -40,6 +40,7 @@ type quantizeOptions struct {
 	EvalData      string
 	EvalSplit     string
 	CacheDir      string
+	ComputeDType  string // Qwen bench: weight and compute dtype of both loaded models
 }
 
 func newQuantizeCmd(app *App) *cobra.Command {
@@ -100,6 +101,7 @@ diagnose then report; the bench measures photos per second.`,
 	f.IntVar(&opts.Worst, "worst", 8, "tensors listed in the printed error table (worst relative RMS first; the JSON lists all)")
 	f.StringVar(&opts.EvalData, "eval-data", "", "grader: labelled photos (manifest or ACNE04 VOC export) to score both models on")
 	f.StringVar(&opts.EvalSplit, "eval-split", "valid", "grader: split of --eval-data to score")
+	f.StringVar(&opts.ComputeDType, "compute-dtype", "float32", "Qwen bench: "+computeDTypeUsage+"; quantized weights are dequantized to it")
 	f.StringVar(&opts.CacheDir, "cache-dir", "", "grader: resized-pixel cache directory for --eval-data (empty: none)")
 	mlbackend.AddFlag(f, &opts.Backend)
 	return cmd
@@ -123,6 +125,8 @@ type quantizeReport struct {
 	Output    string               `json:"output"`
 	Machine   string               `json:"machine"`
 	Backend   string               `json:"backend,omitempty"`
+	// ComputeDType is the Qwen bench's weight and compute dtype (float32 or bfloat16).
+	ComputeDType string `json:"compute_dtype,omitempty"`
 	Convert   *quant.ConvertReport `json:"conversion"`
 	Grader    *graderBench         `json:"grader,omitempty"`
 	Original  *modelStats          `json:"original,omitempty"`
@@ -148,6 +152,10 @@ func runQuantize(app *App, opts *quantizeOptions, in, out string) error {
 	if opts.BenchTokens < 2 {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--bench-tokens must be at least 2, got %d", opts.BenchTokens)}
 	}
+	dtype, err := qwen.ParseComputeDType(opts.ComputeDType)
+	if err != nil {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--compute-dtype: %w", err)}
+	}
 	cfg, err := qwen.LoadConfig(in)
 	if err != nil {
 		return err
@@ -161,6 +169,7 @@ func runQuantize(app *App, opts *quantizeOptions, in, out string) error {
 	app.Logger.Info("quantized", "method", m, "tensors", conv.QuantizedCount, "kept", conv.KeptCount, "out", out)
 	if opts.Bench {
 		rep.Backend = opts.Backend
+		rep.ComputeDType = strings.ToLower(dtype.String())
 		// After each model, log its numbers and write the report so far: a benchmark cut short
 		// (a time limit on a GPU machine) still leaves what was measured.
 		measured := func(which string, st *modelStats) {
@@ -281,7 +290,12 @@ func benchOne(dir string, prompt qwen.Prompt, opts *quantizeOptions) (*modelStat
 	st := &modelStats{}
 	sampler := startHeapSampler()
 	start := time.Now()
-	m, err := qwen.Load(dir, backend)
+	dtype, err := qwen.ParseComputeDType(opts.ComputeDType)
+	if err != nil {
+		sampler.Stop()
+		return nil, nil, err
+	}
+	m, err := qwen.LoadWith(dir, backend, qwen.LoadOptions{ComputeDType: dtype})
 	if err != nil {
 		sampler.Stop()
 		return nil, nil, err

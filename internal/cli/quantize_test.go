@@ -137,6 +137,19 @@ func TestQuantizeBenchQuantizedOnly(t *testing.T) {
 	if rep.Original != nil || rep.Quantized == nil || rep.Quantized.GenerateTokens != 2 || rep.ArgmaxAgreement != 0 {
 		t.Errorf("report: original %+v quantized %+v agreement %g", rep.Original, rep.Quantized, rep.ArgmaxAgreement)
 	}
+	// With bf16 compute the kept float tensors are held in bfloat16: fewer bytes in memory.
+	bf16Path := filepath.Join(root, "int8-bf16.json")
+	if code, _, errOut := runCLI(t, "", "quantize", "--method", "int8", "--bench-original=false", "--bench-tokens", "2",
+		"--compute-dtype", "bf16", "--report", bf16Path, src, filepath.Join(root, "q-bf16")); code != 0 {
+		t.Fatalf("bf16 bench: exit %d: %s", code, errOut)
+	}
+	bf := readQuantizeReport(t, bf16Path)
+	if rep.ComputeDType != "float32" || bf.ComputeDType != "bfloat16" || bf.Quantized == nil || bf.Quantized.WeightBytes >= rep.Quantized.WeightBytes {
+		t.Errorf("compute dtypes %q/%q; weights in memory float32 %d, bf16 %+v", rep.ComputeDType, bf.ComputeDType, rep.Quantized.WeightBytes, bf.Quantized)
+	}
+	if code, _, errOut := runCLI(t, "", "quantize", "--method", "int8", "--compute-dtype", "fp8", src, filepath.Join(root, "q-bad")); code != 2 || !strings.Contains(errOut, "--compute-dtype") {
+		t.Errorf("--compute-dtype fp8: exit %d, %s", code, errOut)
+	}
 }
 
 // randomGraderCheckpoint writes a randomly initialised small grader checkpoint.

@@ -37,7 +37,8 @@ def cmd_quantize(a):
         rep = json.load(f)
     conv = rep.get("conversion") or {}
     method = conv.get("method", "?")
-    common = {"stage": a.stage, "impl": "acdtcm", "backend": rep.get("backend"), "machine": rep.get("machine")}
+    common = {"stage": a.stage, "impl": "acdtcm", "backend": rep.get("backend"), "machine": rep.get("machine"),
+              "compute_dtype": rep.get("compute_dtype", "float32")}
     common.update(extras(a.extra))
     for key, model in (("original", "original"), ("quantized", method)):
         st = rep.get(key)
@@ -126,7 +127,7 @@ def cmd_summary(a):
     print("\n### #5 prefill and decode (3B-shaped random checkpoint, bf16 files, same prompt)\n")
     print("| implementation | weights in memory | prompt tokens | prefill tok/s | decode tok/s | load s | GPU peak |\n|---|---|---|---|---|---|---|")
     if go:
-        print(f"| acdtcm XLA (weights as float32) | {gib(go.get('weight_bytes_in_memory'))} | {go.get('prompt_tokens')} | {num(go.get('prefill_tokens_per_second'))} | {num(go.get('decode_tokens_per_second'))} | {num(go.get('load_seconds'), '{:.2f}')} | {mem('q8')} (original and int8) |")
+        print(f"| acdtcm XLA ({go.get('compute_dtype', 'float32')} weights and compute) | {gib(go.get('weight_bytes_in_memory'))} | {go.get('prompt_tokens')} | {num(go.get('prefill_tokens_per_second'))} | {num(go.get('decode_tokens_per_second'))} | {num(go.get('load_seconds'), '{:.2f}')} | {mem('q8')} (original and int8) |")
     for r, stage in ((hf, "hf"), (hf32, "hf32")):
         if r:
             print(f"| transformers {r['dtype']} ({r.get('attn_implementation')}) | {gib(r.get('weight_bytes_in_memory'))} | {r.get('prompt_tokens')} | {num(r.get('prefill_tokens_per_second'))} | {num(r.get('decode_tokens_per_second'))} | {num(r.get('load_seconds'), '{:.2f}')} | {gib(r.get('max_memory_allocated_bytes'))} torch max allocated; {mem(stage)} |")
@@ -141,7 +142,7 @@ def cmd_summary(a):
                   if f"issue5_{k}_ratio_acdtcm_over_hf_bf16" in summary]
         print(f"\nacdtcm / transformers-bf16 (tokens per second): {', '.join(ratios) or 'n/a'}")
 
-    # Issue #7: bf16 (loaded as float32 by acdtcm) vs int8 vs nf4.
+    # Issue #7: bf16 checkpoint (held as compute_dtype by acdtcm) vs int8 vs nf4.
     print("\n### #7 original vs int8 vs nf4 (acdtcm XLA)\n")
     print("| model (stage) | on disk | weights in memory | prefill tok/s | decode tok/s | load s | SNR dB | argmax agreement | stage GPU peak |\n|---|---|---|---|---|---|---|---|---|")
     for stage, model in (("q8", "original"), ("q8", "int8"), ("nf4", "original"), ("nf4", "nf4"), ("q8only", "int8")):
@@ -158,7 +159,7 @@ def cmd_summary(a):
     print("\n### #6 LoRA training step (same r/alpha/dropout/targets, batch, image size and sequence)\n")
     print("| implementation | batch x seq | step s (median) | tokens/s | first step s | GPU peak |\n|---|---|---|---|---|---|")
     if gt:
-        print(f"| acdtcm XLA (float32) | {gt.get('batch')} x {(gt.get('tokens_per_step') or 0) // max(gt.get('batch') or 1, 1)} | {num(gt.get('step_seconds_median'), '{:.3f}')} | {num(gt.get('tokens_per_second'))} | {num(gt.get('first_step_seconds'), '{:.1f}')} | {mem('train')} |")
+        print(f"| acdtcm XLA ({gt.get('compute_dtype', 'float32')}) | {gt.get('batch')} x {(gt.get('tokens_per_step') or 0) // max(gt.get('batch') or 1, 1)} | {num(gt.get('step_seconds_median'), '{:.3f}')} | {num(gt.get('tokens_per_second'))} | {num(gt.get('first_step_seconds'), '{:.1f}')} | {mem('train')} |")
     for mode in ("cached", "full"):
         r = find("peft", mode=mode, ok=True)
         if r:
