@@ -121,16 +121,16 @@ type modelStats struct {
 
 // quantizeReport is what `acdtcm quantize` prints and writes.
 type quantizeReport struct {
-	Input     string               `json:"input"`
-	Output    string               `json:"output"`
-	Machine   string               `json:"machine"`
-	Backend   string               `json:"backend,omitempty"`
+	Input   string `json:"input"`
+	Output  string `json:"output"`
+	Machine string `json:"machine"`
+	Backend string `json:"backend,omitempty"`
 	// ComputeDType is the Qwen bench's weight and compute dtype (float32 or bfloat16).
-	ComputeDType string `json:"compute_dtype,omitempty"`
-	Convert   *quant.ConvertReport `json:"conversion"`
-	Grader    *graderBench         `json:"grader,omitempty"`
-	Original  *modelStats          `json:"original,omitempty"`
-	Quantized *modelStats          `json:"quantized,omitempty"`
+	ComputeDType string               `json:"compute_dtype,omitempty"`
+	Convert      *quant.ConvertReport `json:"conversion"`
+	Grader       *graderBench         `json:"grader,omitempty"`
+	Original     *modelStats          `json:"original,omitempty"`
+	Quantized    *modelStats          `json:"quantized,omitempty"`
 	// Logits of the prompt (all positions): max |Δ| and RMS Δ over the original's standard
 	// deviation, and the share of positions whose argmax agrees.
 	LogitMaxDiffOverStd float64 `json:"logit_max_abs_diff_over_std,omitempty"`
