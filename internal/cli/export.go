@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/acdtcm/acdtcm/internal/lora"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/qwen"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
 func init() { register(newExportCmd) }
@@ -124,5 +126,49 @@ func runExport(app *App, opts *exportOptions) error {
 		}
 	}
 	fmt.Fprintf(app.Out, "exported LoRA adapter (r=%d, alpha=%g%s) to %s\n", cfg.R, cfg.Alpha, note, opts.Out)
+	visual, err := adapterVisionModules(opts.Adapter)
+	if err != nil {
+		return err
+	}
+	for _, n := range vllmAdapterNotes(cfg.R, visual) {
+		app.Logger.Warn(n)
+	}
 	return nil
+}
+
+// adapterVisionModules counts the vision-tower tensors of an adapter's weights.
+func adapterVisionModules(dir string) (int, error) {
+	f, err := safetensors.Open(filepath.Join(dir, lora.WeightsName))
+	if err != nil {
+		return 0, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	defer f.Close()
+	n := 0
+	for _, k := range f.Names() {
+		if strings.Contains(k, ".visual.") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// vllmAdapterNotes are what serving the adapter with vLLM needs (scripts/vllm/COMPAT.md): a
+// --max-lora-rank of at least r (vLLM's default is 16), and a merged checkpoint instead when
+// the adapter touches the vision tower, whose LoRA vLLM skips for Qwen2.5-VL.
+func vllmAdapterNotes(r, visionTensors int) []string {
+	var notes []string
+	if r > 16 {
+		rank := 512
+		for _, v := range []int{32, 64, 128, 256, 320, 512} {
+			if v >= r {
+				rank = v
+				break
+			}
+		}
+		notes = append(notes, fmt.Sprintf("vLLM: serve this r=%d adapter with --max-lora-rank %d (its default is 16)", r, rank))
+	}
+	if visionTensors > 0 {
+		notes = append(notes, fmt.Sprintf("vLLM: this adapter has %d vision-tower tensors, which vLLM skips for Qwen2.5-VL (outputs would differ): serve a merged checkpoint (acdtcm export --merge) instead", visionTensors))
+	}
+	return notes
 }

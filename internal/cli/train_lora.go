@@ -20,14 +20,14 @@ func init() {
 	trainFlagHooks = append(trainFlagHooks, func(f *pflag.FlagSet) {
 		d := train.DefaultLoRAConfig()
 		f.StringVar(&loraFlags.Model, "base-model", "", "qwen-lora: base Qwen2.5-VL checkpoint directory (Hugging Face layout)")
-		f.StringVar(&loraFlags.Adapter, "adapter", "", "qwen-lora: start from this PEFT adapter instead of a fresh one")
+		f.StringVar(&loraFlags.Adapter, "adapter", "", "qwen-lora: start from this PEFT adapter instead of a fresh one (vision-tower modules it adapts are trained too, the tower then running every step)")
 		f.StringVar(&loraFlags.EvalData, "eval-data", "", "qwen-lora: validation manifest or messages file (default: --data with --eval-split)")
 		f.IntVar(&loraFlags.R, "lora-r", d.R, "qwen-lora: LoRA rank")
 		f.Float64Var(&loraFlags.Alpha, "lora-alpha", d.Alpha, "qwen-lora: LoRA alpha (scale = alpha/r)")
 		f.Float64Var(&loraFlags.Dropout, "lora-dropout", d.Dropout, "qwen-lora: dropout on the LoRA branch")
 		f.StringSliceVar(&loraFlags.Targets, "lora-targets", d.Targets, "qwen-lora: target module names")
-		f.StringVar(&loraFlags.TargetRegex, "lora-target-regex", "", "qwen-lora: adapt the modules whose full name this regex matches (PEFT's target_modules string; replaces --lora-targets and --lora-lm-only)")
-		f.BoolVar(&loraFlags.LanguageModelOnly, "lora-lm-only", d.LanguageModelOnly, "qwen-lora: adapt the language model only (the vision tower stays frozen)")
+		f.StringVar(&loraFlags.TargetRegex, "lora-target-regex", "", "qwen-lora: adapt the modules whose full name this regex matches (PEFT's target_modules string; replaces --lora-targets and --lora-lm-only); "+visionTraining)
+		f.BoolVar(&loraFlags.LanguageModelOnly, "lora-lm-only", d.LanguageModelOnly, "qwen-lora: adapt the language model only, the vision tower frozen (default); false lets --lora-targets match vision-tower modules too (the default targets then hit its MLPs, as PEFT's plain target list does): "+visionTraining)
 		f.BoolVar(&loraFlags.RSLoRA, "rslora", d.RSLoRA, "qwen-lora: rank-stabilised scale alpha/sqrt(r)")
 		f.IntVar(&loraFlags.GradAccum, "grad-accum", d.GradAccum, "qwen-lora: gradient accumulation steps")
 		f.Float64Var(&loraFlags.ClipNorm, "clip-norm", d.ClipNorm, "qwen-lora: global gradient-norm clipping (0: off)")
@@ -48,6 +48,9 @@ func init() {
 
 // computeDTypeUsage describes --compute-dtype (train, diagnose, eval, serve).
 const computeDTypeUsage = "Qwen2.5-VL base weights and compute in float32 or bf16 (half the weight memory, for the GPU; norms, softmax, RoPE, logits and LoRA adapters stay float32)"
+
+// visionTraining tells what adapting the vision tower costs (--lora-lm-only, --lora-target-regex).
+const visionTraining = "adapted vision-tower modules (visual.*) are trained, with the tower inside the training graph: slower, as the tower runs every step instead of once per photo"
 
 // savedPixels tells where --min-pixels and --max-pixels go.
 const savedPixels = "saved as preprocessor_config.json in the checkpoints, so diagnose, eval and serve with --adapter and export --merge use it too"
@@ -105,6 +108,7 @@ func runTrainQwenLoRA(ctx context.Context, app *App, opts *trainOptions) error {
 	}
 	fmt.Fprintf(app.Err, "LoRA r=%d alpha=%g on %d modules; %d train / %d validation samples; %d steps per epoch\n",
 		c.R, c.Alpha, len(tr.Params())/2, len(tr.Train), len(tr.Eval), tr.StepsPerEpoch())
+	fmt.Fprintf(app.Err, "%s\n", tr.Mode())
 	var last time.Time
 	clearBar := "" // erases the progress bar before a log line
 	if opts.Progress {

@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,4 +221,49 @@ func TestComputeDTypeBF16(t *testing.T) {
 			t.Errorf("%s --compute-dtype fp8: exit %d, stderr %s", args[0], code, stderr)
 		}
 	}
+}
+
+// TestTrainQwenLoRAVisionAdapter: `train --adapter` of PEFT's exchange adapter, whose plain
+// target list also matched the vision tower (MLPs, qkv and attn.proj), trains it with the
+// tower inside the training graph, so the vision adapters change too.
+func TestTrainQwenLoRAVisionAdapter(t *testing.T) {
+	dir := t.TempDir()
+	model, manifest := loraFixture(t, dir)
+	adapter := filepath.Join("..", "qwen", "testdata", "peft", "peft-adapter")
+	out := filepath.Join(dir, "run")
+	stdout, stderr, code := runArgs(t, "train", "--model", "qwen-lora", "--base-model", model, "--data", manifest, "--adapter", adapter,
+		"--out", out, "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--warmup-steps", "1", "--lr", "1e-3",
+		"--max-eval-samples", "1", "--progress=false", "--peft-names", "legacy")
+	if code != 0 || !strings.Contains(stdout, "LoRA training done: 2 steps") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "vision tower in the training graph: 10 vision modules adapted") {
+		t.Errorf("the log does not say the vision tower is trained:\n%s", stderr)
+	}
+	// The fixture uses the legacy spelling too, so keys match.
+	key := "base_model.model.visual.blocks.1.mlp.down_proj.lora_B.weight"
+	before, after := readAdapterTensor(t, adapter, key), readAdapterTensor(t, filepath.Join(out, "checkpoint-last"), key)
+	var maxDiff float64
+	for i := range before {
+		maxDiff = max(maxDiff, math.Abs(float64(after[i]-before[i])))
+	}
+	t.Logf("%s: max change %.3g after 2 steps", key, maxDiff)
+	if maxDiff == 0 {
+		t.Errorf("%s unchanged by training", key)
+	}
+}
+
+// readAdapterTensor reads one tensor of an adapter's adapter_model.safetensors.
+func readAdapterTensor(t *testing.T, dir, key string) []float32 {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(dir, lora.WeightsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, _, err := f.Float32(key)
+	if err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	return v
 }

@@ -17,7 +17,8 @@ import (
 
 // sideFiles are the non-weight files of a checkpoint copied by exports.
 var sideFiles = []string{"config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json",
-	"tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja", "special_tokens_map.json"}
+	"tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja", "special_tokens_map.json",
+	"video_preprocessor_config.json", "processor_config.json", "added_tokens.json"}
 
 // ExportOptions control ExportMerged.
 type ExportOptions struct {

@@ -220,8 +220,9 @@ func gradeLoss(flat, gradePos, gradeLabel *Node, opts LossOptions) *Node {
 }
 
 // BatchTensors converts a TrainBatch into the graph inputs of TrainLoss, running the vision
-// tower first when the batch has images (its features are inputs, not trained: the tower is
-// frozen unless LoRA targets it, in which case use the graph path instead).
+// tower first when the batch has images (its features are inputs, so nothing in the tower is
+// trained; when LoRA adapts the tower, train with VisionBatchTensors and
+// LossWithVisionFromInputs instead).
 func (m *Model) BatchTensors(b *TrainBatch) ([]*tensors.Tensor, error) {
 	var feat *tensors.Tensor
 	if len(b.Images) > 0 {
@@ -258,8 +259,52 @@ func (m *Model) BatchTensorsWith(b *TrainBatch, feat *tensors.Tensor) []*tensors
 func LossFromInputs(ctx *context.Context, cfg *Config, opts LossOptions, in []*Node) *Node {
 	ti := TextInputs{IDs: in[0], ImageFeatures: in[1], ImageSource: in[2], IsImage: in[3], Cos: in[4], Sin: in[5], Mask: in[6]}
 	var gp, gl *Node
-	if len(in) == 11 {
+	if len(in) == textInputsGraded {
 		gp, gl = in[9], in[10]
 	}
 	return TrainLoss(ctx, cfg, ti, in[7], in[8], gp, gl, opts)
+}
+
+// Text inputs of LossFromInputs: 9, or 11 with the grade position and label. Neither count
+// differs from the other by a multiple of visionInputsPerImage, so LossWithVisionFromInputs
+// tells them apart by the number of inputs.
+const (
+	textInputs       = 9
+	textInputsGraded = 11
+)
+
+// VisionBatchTensors converts a TrainBatch into the graph inputs of LossWithVisionFromInputs:
+// BatchTensorsWith's inputs with no features, followed by the vision tower's inputs for each
+// of the batch's images (7 per image, in batch order), so the tower runs inside the graph.
+func (m *Model) VisionBatchTensors(b *TrainBatch) ([]*tensors.Tensor, error) {
+	out := m.BatchTensorsWith(b, nil)
+	for i, im := range b.Images {
+		v, err := m.visionTensors(im)
+		if err != nil {
+			return nil, fmt.Errorf("image %d: %w", i, err)
+		}
+		out = append(out, v...)
+	}
+	return out, nil
+}
+
+// LossWithVisionFromInputs builds TrainLoss with the vision tower inside the graph, from
+// VisionBatchTensors' inputs: each image runs through the tower on its own (attention never
+// crosses images, as in VisionFeatures) and the concatenated features replace the
+// placeholder, so gradients reach LoRA adapters on the tower. Without images it is
+// LossFromInputs.
+func LossWithVisionFromInputs(ctx *context.Context, cfg *Config, opts LossOptions, in []*Node) *Node {
+	n := textInputs
+	if (len(in)-textInputs)%visionInputsPerImage != 0 {
+		n = textInputsGraded
+	}
+	text, vision := in[:n:n], in[n:]
+	if len(vision) > 0 {
+		feats := make([]*Node, 0, len(vision)/visionInputsPerImage)
+		for k := 0; k+visionInputsPerImage <= len(vision); k += visionInputsPerImage {
+			feats = append(feats, visionFeaturesOf(ctx, cfg, vision[k:k+visionInputsPerImage]))
+		}
+		text = append([]*Node{text[0], Concatenate(feats, 0)}, text[2:]...)
+	}
+	return LossFromInputs(ctx, cfg, opts, text)
 }

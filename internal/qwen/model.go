@@ -97,21 +97,41 @@ func (m *Model) VisionFeatures(images []ProcessedImage) (*tensors.Tensor, error)
 }
 
 func (m *Model) visionOne(im ProcessedImage) (*tensors.Tensor, error) {
-	tab, err := NewVisionTables(m.Config, [][3]int{im.Grid})
+	in, err := m.visionTensors(im)
 	if err != nil {
 		return nil, err
 	}
 	if m.visionExec == nil {
 		m.visionExec, err = context.NewExecAny(m.Backend, m.Ctx, func(ctx *context.Context, px, wi, ii, cos, sin, wm, fm *Node) *Node {
-			in := VisionInputs{Pixels: px, WindowIndex: wi, InverseIndex: ii, Cos: cos, Sin: sin, WindowMask: wm, FullMask: fm}
-			return upcast(VisionForward(ctx, m.Config, in)) // features leave as float32
+			return visionFeaturesOf(ctx, m.Config, []*Node{px, wi, ii, cos, sin, wm, fm})
 		})
 		if err != nil {
 			return nil, fmt.Errorf("build vision graph: %w", err)
 		}
 	}
+	args := make([]any, len(in))
+	for i, x := range in {
+		args[i] = x
+	}
+	out, err := m.visionExec.Exec(args...)
+	if err != nil {
+		return nil, fmt.Errorf("run vision tower: %w", err)
+	}
+	return out[0], nil
+}
+
+// visionInputsPerImage is the number of vision-tower graph inputs of one image.
+const visionInputsPerImage = 7
+
+// visionTensors are the vision tower's graph inputs for one image, in VisionInputs order:
+// pixels, window and inverse index, rotary cos and sin, window and full attention masks.
+func (m *Model) visionTensors(im ProcessedImage) ([]*tensors.Tensor, error) {
+	tab, err := NewVisionTables(m.Config, [][3]int{im.Grid})
+	if err != nil {
+		return nil, err
+	}
 	N, hd := tab.Patches, tab.HeadDim
-	out, err := m.visionExec.Exec(
+	return []*tensors.Tensor{
 		tensors.FromFlatDataAndDimensions(im.PixelValues, N, im.PatchDim),
 		tensors.FromFlatDataAndDimensions(tab.WindowIndex, tab.Units, 1),
 		tensors.FromFlatDataAndDimensions(tab.InverseIndex, tab.Units, 1),
@@ -119,11 +139,14 @@ func (m *Model) visionOne(im ProcessedImage) (*tensors.Tensor, error) {
 		tensors.FromFlatDataAndDimensions(tab.Sin, N, hd),
 		tensors.FromFlatDataAndDimensions(tab.WindowMask, N, N),
 		tensors.FromFlatDataAndDimensions(tab.FullMask, N, N),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("run vision tower: %w", err)
-	}
-	return out[0], nil
+	}, nil
+}
+
+// visionFeaturesOf runs the vision tower on one image's visionTensors graph inputs; the
+// features leave as float32 whatever the compute dtype.
+func visionFeaturesOf(ctx *context.Context, cfg *Config, in []*Node) *Node {
+	vi := VisionInputs{Pixels: in[0], WindowIndex: in[1], InverseIndex: in[2], Cos: in[3], Sin: in[4], WindowMask: in[5], FullMask: in[6]}
+	return upcast(VisionForward(ctx, cfg, vi))
 }
 
 // Prompt is one chat prompt with its images.

@@ -2,6 +2,13 @@
 // manifest or sharegpt/messages JSON Lines, AdamW with warmup + cosine decay, gradient
 // accumulation and global-norm clipping, validation each epoch through the eval package,
 // best/last checkpoints written atomically and exact resume.
+//
+// By default only the language model is adapted: the vision tower is frozen and each photo's
+// features are computed once and cached. When the adapter also has modules on the vision
+// tower (visual.*: a fresh adapter without LanguageModelOnly, a TargetRegex matching them, or
+// a loaded PEFT adapter whose plain target list hit the tower's MLPs), the training step runs
+// the tower inside the graph, from the pixels, so gradients reach those adapters too; it is
+// slower, as the tower runs every step.
 package train
 
 import (

@@ -65,7 +65,7 @@ func TestLoRAEarlyStopping(t *testing.T) {
 }
 
 // TestLoRATargetSelection covers regex targets (PEFT's full match of the module name) and
-// the refusal of vision-tower targets.
+// vision-tower targets, which switch the trainer to the tower inside the training graph.
 func TestLoRATargetSelection(t *testing.T) {
 	dir := t.TempDir()
 	model, manifest := fixture(t, dir)
@@ -88,7 +88,9 @@ func TestLoRATargetSelection(t *testing.T) {
 		regex       string
 		adapter     string
 		lmOnly      bool
-		wantModules []string
+		wantModules []string // nil: not checked
+		wantCount   int      // adapted modules (with wantModules nil)
+		wantVision  int
 		wantErr     string
 	}{
 		{name: "layer 0 q and v", regex: `model\.layers\.0\.self_attn\.(q|v)_proj`, lmOnly: true,
@@ -98,10 +100,10 @@ func TestLoRATargetSelection(t *testing.T) {
 		{name: "a suffix is not a full match", regex: `q_proj`, lmOnly: true, wantErr: "match no linear layer"},
 		{name: "invalid regex", regex: `(q_proj`, lmOnly: true, wantErr: "target_modules regex"},
 		{name: "vision regex", regex: `visual\.blocks\.0\.mlp\.gate_proj`, lmOnly: true,
-			wantErr: "include vision-tower modules (1, first visual.blocks.0.mlp.gate_proj): LoRA training of the vision tower is not supported"},
-		{name: "plain list without --lora-lm-only", lmOnly: false, wantErr: "LoRA training of the vision tower is not supported"},
-		{name: "adapter with vision modules", adapter: visionAdapter, lmOnly: true,
-			wantErr: "vision-adapter adapts vision-tower modules (6, first visual.blocks.0.mlp.down_proj): LoRA training of the vision tower is not supported"},
+			wantModules: []string{"visual.blocks.0.mlp.gate_proj"}, wantVision: 1},
+		{name: "default targets", lmOnly: true, wantCount: 14},
+		{name: "plain list without --lora-lm-only", lmOnly: false, wantCount: 20, wantVision: 6},
+		{name: "adapter with vision modules", adapter: visionAdapter, lmOnly: true, wantCount: 20, wantVision: 6},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,10 +113,16 @@ func TestLoRATargetSelection(t *testing.T) {
 			if expectError(t, err, tc.wantErr) {
 				return
 			}
-			if fmt.Sprint(tr.modules) != fmt.Sprint(tc.wantModules) {
+			if tc.wantModules != nil && fmt.Sprint(tr.modules) != fmt.Sprint(tc.wantModules) {
 				t.Errorf("adapted %v, want %v", tr.modules, tc.wantModules)
 			}
-			if want := fmt.Sprintf("%q", tc.regex); string(tr.LoRA.TargetModules) != want {
+			if tc.wantModules == nil && len(tr.modules) != tc.wantCount {
+				t.Errorf("adapted %d modules, want %d: %v", len(tr.modules), tc.wantCount, tr.modules)
+			}
+			if tr.VisionModules() != tc.wantVision {
+				t.Errorf("%d vision modules adapted, want %d (mode: %s)", tr.VisionModules(), tc.wantVision, tr.Mode())
+			}
+			if want := fmt.Sprintf("%q", tc.regex); tc.regex != "" && string(tr.LoRA.TargetModules) != want {
 				t.Errorf("target_modules %s, want %s", tr.LoRA.TargetModules, want)
 			}
 		})

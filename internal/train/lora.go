@@ -111,14 +111,17 @@ type LoRATrainer struct {
 	params  []*context.Variable
 	m, v    [][]float32
 	images  map[string]qwen.ProcessedImage
-	// features caches each photo's vision features: the tower is frozen during LoRA
-	// training (adapters are on the language model), so they never change.
+	// features caches each photo's vision features when no adapter is on the vision tower
+	// (the default): the tower is frozen, so they never change.
 	features map[string][]float32
-	grads    *context.Exec
-	lossFn   *context.Exec
-	gradeID  []int
-	opts     qwen.LossOptions
-	naming   lora.Naming // key spelling of saved adapters
+	// vision counts the adapted vision-tower modules; when there are any, the tower runs
+	// inside the training graph (pixels in, no feature cache) so their adapters learn.
+	vision  int
+	grads   *context.Exec
+	lossFn  *context.Exec
+	gradeID []int
+	opts    qwen.LossOptions
+	naming  lora.Naming // key spelling of saved adapters
 }
 
 // NewLoRATrainer loads the base model, attaches (or loads) the adapter and the data.
@@ -161,9 +164,6 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 	if err := m.Processor.Validate(); err != nil {
 		return nil, fmt.Errorf("image size limits: %w", err)
 	}
-	if err := refuseVisionTargets(t.modules, cfg.Adapter); err != nil {
-		return nil, err
-	}
 	if len(t.modules) == 0 {
 		return nil, fmt.Errorf("the LoRA targets %s match no linear layer of %s", t.LoRA.TargetModules, cfg.Model)
 	}
@@ -201,33 +201,16 @@ func newLoRAConfig(cfg LoRAConfig) (*lora.Config, error) {
 	return c, nil
 }
 
-// refuseVisionTargets rejects adapters on the vision tower: its features are computed once,
-// frozen, outside the training graph, so such adapters would never learn.
-func refuseVisionTargets(modules []string, adapter string) error {
-	var vision []string
-	for _, mod := range modules {
-		if strings.HasPrefix(mod, "visual.") {
-			vision = append(vision, mod)
-		}
-	}
-	if len(vision) == 0 {
-		return nil
-	}
-	const why = "LoRA training of the vision tower is not supported (acdtcm train adapts the language model only)"
-	if adapter != "" {
-		return fmt.Errorf("adapter %s adapts vision-tower modules (%d, first %s): %s; the adapter still works with diagnose, eval, serve and export, but cannot be trained further here",
-			adapter, len(vision), vision[0], why)
-	}
-	return fmt.Errorf("the LoRA targets include vision-tower modules (%d, first %s): %s; keep --lora-lm-only (the default) or give a --lora-target-regex that matches no \"visual\" module",
-		len(vision), vision[0], why)
-}
-
 // prepare makes the A and B matrices of t.modules the trained parameters (with zero AdamW
 // moments), sets the loss options from the config and builds the training and evaluation
-// graphs.
+// graphs, with the vision tower inside them when some of t.modules are on it.
 func (t *LoRATrainer) prepare() error {
 	sc := func(mod string) string { return "/lora/" + strings.ReplaceAll(mod, ".", "/") }
+	t.vision = 0
 	for _, mod := range t.modules {
+		if strings.HasPrefix(mod, "visual.") {
+			t.vision++
+		}
 		for _, name := range []string{"lora_A", "lora_B"} {
 			v := t.Model.Ctx.GetVariableByScopeAndName(sc(mod), name)
 			if v == nil {
@@ -247,12 +230,34 @@ func (t *LoRATrainer) prepare() error {
 	return t.buildExecs()
 }
 
+// VisionModules is the number of adapted vision-tower modules: 0 (the default, language model
+// only) trains with the tower frozen outside the graph and its features computed once per
+// photo; otherwise the tower runs inside the training graph every step.
+func (t *LoRATrainer) VisionModules() int { return t.vision }
+
+// Mode describes how the run trains, for the log.
+func (t *LoRATrainer) Mode() string {
+	if t.vision == 0 {
+		return "language model only: the vision tower is frozen, its features computed once per photo"
+	}
+	return fmt.Sprintf("vision tower in the training graph: %d vision modules adapted (slower: the tower runs every step)", t.vision)
+}
+
+// lossFrom is the training loss of batch()'s graph inputs: with precomputed vision features
+// (language model only) or with the vision tower inside the graph.
+func (t *LoRATrainer) lossFrom(ctx *context.Context, in []*Node) *Node {
+	if t.vision > 0 {
+		return qwen.LossWithVisionFromInputs(ctx, t.Model.Config, t.opts, in)
+	}
+	return qwen.LossFromInputs(ctx, t.Model.Config, t.opts, in)
+}
+
 func (t *LoRATrainer) buildExecs() error {
 	var err error
 	t.grads, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) []*Node {
 		g := in[0].Graph()
 		ctx.SetTraining(g, true)
-		loss := qwen.LossFromInputs(ctx, t.Model.Config, t.opts, in)
+		loss := t.lossFrom(ctx, in)
 		nodes := make([]*Node, len(t.params))
 		for i, p := range t.params {
 			nodes[i] = p.ValueGraph(g)
@@ -262,9 +267,7 @@ func (t *LoRATrainer) buildExecs() error {
 	if err != nil {
 		return fmt.Errorf("build training graph: %w", err)
 	}
-	t.lossFn, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) *Node {
-		return qwen.LossFromInputs(ctx, t.Model.Config, t.opts, in)
-	})
+	t.lossFn, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, t.lossFrom)
 	if err != nil {
 		return fmt.Errorf("build evaluation graph: %w", err)
 	}
@@ -326,6 +329,8 @@ func (t *LoRATrainer) processed(path string) (qwen.ProcessedImage, error) {
 	return p, nil
 }
 
+// batch builds the graph inputs of samples for lossFrom: with each photo's vision features
+// from the cache (computed on first use), or, with the vision tower adapted, its pixels.
 func (t *LoRATrainer) batch(samples []Sample) (*qwen.TrainBatch, []*tensors.Tensor, error) {
 	ts := make([]qwen.TrainSample, len(samples))
 	for i, s := range samples {
@@ -345,6 +350,10 @@ func (t *LoRATrainer) batch(samples []Sample) (*qwen.TrainBatch, []*tensors.Tens
 	b, err := t.Model.NewTrainBatch(ts, gradeIDs)
 	if err != nil {
 		return nil, nil, err
+	}
+	if t.vision > 0 {
+		in, err := t.Model.VisionBatchTensors(b)
+		return b, in, err
 	}
 	var feat []float32
 	for _, s := range samples {

@@ -133,23 +133,38 @@ func TestLoRATrainingLowersLoss(t *testing.T) {
 	}
 }
 
-// TestLoRAResumeIsExact: a run paused after 3 steps and resumed gives the same loss curve
-// as an uninterrupted run.
+// TestLoRAResumeIsExact: a run paused after some steps and resumed gives the same loss curve
+// as an uninterrupted run, with the language model adapted (the default: 2 epochs, paused
+// after 3 steps) and with the vision tower adapted too, trained inside the graph (1 epoch,
+// paused after 1 step, validation on 2 samples).
 func TestLoRAResumeIsExact(t *testing.T) {
 	dir := t.TempDir()
 	model, manifest := fixture(t, dir)
-	c := testConfig(model, manifest, filepath.Join(dir, "full"))
-	c.Epochs = 2
-	run(t, c)
-	want, _ := readMetrics(t, c.Out)
+	for _, tc := range []struct {
+		name                     string
+		lmOnly                   bool
+		epochs, pause, evalCount int
+	}{
+		{"language model only", true, 2, 3, 0},
+		{"vision tower", false, 1, 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig(model, manifest, filepath.Join(dir, tc.name, "full"))
+			c.Epochs, c.LanguageModelOnly, c.MaxEvalSamples = tc.epochs, tc.lmOnly, tc.evalCount
+			if tr := run(t, c); tr.VisionModules() > 0 == tc.lmOnly {
+				t.Fatalf("mode %q for --lora-lm-only=%v", tr.Mode(), tc.lmOnly)
+			}
+			want, _ := readMetrics(t, c.Out)
 
-	c.Out = filepath.Join(dir, "paused")
-	c.MaxSteps = 3
-	run(t, c)
-	c.MaxSteps = 0
-	run(t, c)
-	got, _ := readMetrics(t, c.Out)
-	compareCurves(t, want, got)
+			c.Out = filepath.Join(dir, tc.name, "paused")
+			c.MaxSteps = tc.pause
+			run(t, c)
+			c.MaxSteps = 0
+			run(t, c)
+			got, _ := readMetrics(t, c.Out)
+			compareCurves(t, want, got)
+		})
+	}
 }
 
 func compareCurves(t *testing.T, want, got []metricLine) {

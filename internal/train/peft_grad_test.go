@@ -10,11 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
-	"github.com/gomlx/gomlx/pkg/ml/context"
-
-	"github.com/acdtcm/acdtcm/internal/lora"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/qwen"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
@@ -53,7 +48,10 @@ type peftGradFixture struct {
 // the trainer's loss and LoRA gradients (LoRATrainer.gradients, the function every training
 // step runs) equal PEFT's loss.backward() on transformers' Qwen2.5-VL, for an adapter acdtcm
 // saved and one PEFT made (rsLoRA, rank and alpha patterns), with the language-model loss only
-// (grade_loss_weight 0) and with the trainer's default grade-token loss added.
+// (grade_loss_weight 0) and with the trainer's default grade-token loss added. Both adapters
+// also adapt the vision tower, so the trainer runs both ways: training the language model's
+// adapters only (the vision ones applied to the cached features, frozen), and training every
+// adapter with the vision tower inside the graph, the step NewLoRATrainer builds for them.
 func TestLoRAGradientsMatchPEFT(t *testing.T) {
 	for _, name := range []string{"acdtcm-adapter", "peft-adapter"} {
 		t.Run(name, func(t *testing.T) { checkPEFTGradients(t, name) })
@@ -73,9 +71,6 @@ func checkPEFTGradients(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The trainer runs the vision tower outside its graph (NewLoRATrainer refuses vision
-	// targets): the vision adapters stay applied to the features, frozen, and the language
-	// model's are the trained parameters. checkWholeModelGradients covers the vision ones.
 	var textModules []string
 	for _, mod := range modules {
 		if !strings.HasPrefix(mod, "visual.") {
@@ -91,128 +86,76 @@ func checkPEFTGradients(t *testing.T, name string) {
 			c.GradeLossWeight, c.LabelSmoothing, c.ClassWeights = fx.GradeLossWeight, fx.LabelSmoothing, fx.ClassWeights
 		}},
 	}
+	modes := []struct {
+		name    string
+		modules []string
+	}{
+		{"language model only", textModules},
+		{"vision tower in the graph", modules},
+	}
 	for _, loss := range losses {
-		cfg := DefaultLoRAConfig()
-		cfg.Seed, cfg.BatchSize, cfg.GradAccum = 1, 1, 1
-		loss.cfg(&cfg)
-		tr := &LoRATrainer{Cfg: cfg, Model: m, LoRA: adapter, modules: textModules, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
-		if err := tr.prepare(); err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(tr.gradeID, fx.GradeTokenIDs) {
-			t.Fatalf("grade tokens %v, transformers' tokenizer %v", tr.gradeID, fx.GradeTokenIDs)
-		}
-		got, grads, b, err := tr.gradients([]Sample{sample}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkPEFTBatch(t, b, fx, loss.name == "lm_grade")
-		want := fx.Losses[loss.name]
-		if d := math.Abs(got - want); d > 1e-4 {
-			t.Errorf("%s loss %.7f, PEFT %.7f (diff %.2g)", loss.name, got, want, d)
-		}
-		compared := map[string]bool{}
-		var worst gradDiff
-		for i, p := range tr.Params() {
-			mod := strings.ReplaceAll(strings.TrimPrefix(p.Scope(), "/lora/"), "/", ".")
-			key, ref := fx.gradient(loss.name, mod, p.Name())
-			if ref == nil {
-				t.Fatalf("%s: PEFT recorded no gradient for %s %s", loss.name, mod, p.Name())
+		for _, mode := range modes {
+			cfg := DefaultLoRAConfig()
+			cfg.Seed, cfg.BatchSize, cfg.GradAccum = 1, 1, 1
+			loss.cfg(&cfg)
+			tr := &LoRATrainer{Cfg: cfg, Model: m, LoRA: adapter, modules: mode.modules, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
+			if err := tr.prepare(); err != nil {
+				t.Fatal(err)
 			}
-			compared[key] = true
-			if len(ref) != len(grads[i]) {
-				t.Fatalf("%s: %s has %d values, PEFT's %d", loss.name, key, len(grads[i]), len(ref))
+			if want := len(mode.modules) - len(textModules); tr.VisionModules() != want {
+				t.Fatalf("%s: trainer adapts %d vision modules, want %d", mode.name, tr.VisionModules(), want)
 			}
-			d := diffGradients(key, grads[i], ref)
-			if d.maxAbs > 1e-4 {
-				t.Errorf("%s: %s differs from PEFT by up to %.2g (relative %.2g; norms %.6g vs %.6g)", loss.name, key, d.maxAbs, d.rel, d.norm, d.refNorm)
+			if !slices.Equal(tr.gradeID, fx.GradeTokenIDs) {
+				t.Fatalf("grade tokens %v, transformers' tokenizer %v", tr.gradeID, fx.GradeTokenIDs)
 			}
-			worst = worst.max(d)
+			checkTrainerGradients(t, tr, sample, fx, loss.name, mode.name)
 		}
-		if n, nv := fx.gradientsByLoss[loss.name], fx.visionByLoss[loss.name]; len(compared) != n-nv {
-			t.Errorf("%s: compared %d of PEFT's %d gradients (%d of the vision tower)", loss.name, len(compared), n, nv)
-		}
-		t.Logf("%s: trainer loss %.7f vs PEFT %.7f (diff %.2g); %d language-model LoRA gradients: max abs diff %.2g (%s), max relative %.2g (max |diff| / max |grad| of a tensor), max ‖diff‖/‖grad‖ %.2g",
-			loss.name, got, want, math.Abs(got-want), len(compared), worst.maxAbs, worst.key, worst.rel, worst.normRel)
-		checkWholeModelGradients(t, tr, sample, fx, loss.name)
 	}
 }
 
-// checkWholeModelGradients covers the vision-tower adapters, which the trainer does not train
-// (it runs the tower outside its graph): the same loss with the tower inside the graph
-// (qwen.VisionForward feeding qwen.LossFromInputs in place of the precomputed features),
-// differentiated for every adapter, against all of PEFT's gradients.
-func checkWholeModelGradients(t *testing.T, tr *LoRATrainer, sample Sample, fx *peftGradFixture, loss string) {
+// checkTrainerGradients compares the trainer's loss and the gradient of each of its parameters
+// on sample with PEFT's, and checks that it compared all of PEFT's gradients (less the vision
+// tower's when it trains the language model only).
+func checkTrainerGradients(t *testing.T, tr *LoRATrainer, sample Sample, fx *peftGradFixture, loss, mode string) {
 	t.Helper()
-	m := tr.Model
-	_, text, err := tr.batch([]Sample{sample})
+	got, grads, b, err := tr.gradients([]Sample{sample}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	im := tr.images[sample.Images[0]]
-	tab, err := qwen.NewVisionTables(m.Config, [][3]int{im.Grid})
-	if err != nil {
-		t.Fatal(err)
+	checkPEFTBatch(t, b, fx, loss == "lm_grade")
+	want := fx.Losses[loss]
+	if d := math.Abs(got - want); d > 1e-4 {
+		t.Errorf("%s, %s: loss %.7f, PEFT %.7f (diff %.2g)", loss, mode, got, want, d)
 	}
-	N, hd := tab.Patches, tab.HeadDim
-	vision := []*tensors.Tensor{
-		tensors.FromFlatDataAndDimensions(im.PixelValues, N, im.PatchDim),
-		tensors.FromFlatDataAndDimensions(tab.WindowIndex, tab.Units, 1), tensors.FromFlatDataAndDimensions(tab.InverseIndex, tab.Units, 1),
-		tensors.FromFlatDataAndDimensions(tab.Cos, N, hd), tensors.FromFlatDataAndDimensions(tab.Sin, N, hd),
-		tensors.FromFlatDataAndDimensions(tab.WindowMask, N, N), tensors.FromFlatDataAndDimensions(tab.FullMask, N, N),
-	}
-	var vars []*context.Variable
-	var modules []string
-	for _, mod := range lora.Adapted(m.Ctx) {
-		for _, name := range []string{"lora_A", "lora_B"} {
-			vars = append(vars, m.Ctx.GetVariableByScopeAndName("/lora/"+strings.ReplaceAll(mod, ".", "/"), name))
-			modules = append(modules, mod)
-		}
-	}
-	exec, err := context.NewExecAny(m.Backend, m.Ctx, func(ctx *context.Context, in []*graph.Node) []*graph.Node {
-		g := in[0].Graph()
-		ctx.SetTraining(g, true)
-		feat := qwen.VisionForward(ctx, m.Config, qwen.VisionInputs{Pixels: in[0], WindowIndex: in[1], InverseIndex: in[2], Cos: in[3], Sin: in[4], WindowMask: in[5], FullMask: in[6]})
-		textIn := slices.Clone(in[len(vision):])
-		textIn[1] = feat
-		l := qwen.LossFromInputs(ctx, m.Config, tr.opts, textIn)
-		nodes := make([]*graph.Node, len(vars))
-		for i, v := range vars {
-			nodes[i] = v.ValueGraph(g)
-		}
-		return append([]*graph.Node{l}, graph.Gradient(l, nodes...)...)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Exec(append(vision, text...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	compared := map[string]bool{}
 	var worst, worstVision gradDiff
-	for i, v := range vars {
-		key, ref := fx.gradient(loss, modules[i], v.Name())
-		got, err := tensors.CopyFlatData[float32](out[1+i])
-		if err != nil {
-			t.Fatal(err)
+	vision := 0
+	for i, p := range tr.Params() {
+		mod := strings.ReplaceAll(strings.TrimPrefix(p.Scope(), "/lora/"), "/", ".")
+		key, ref := fx.gradient(loss, mod, p.Name())
+		if ref == nil {
+			t.Fatalf("%s: PEFT recorded no gradient for %s %s", loss, mod, p.Name())
 		}
-		if ref == nil || len(ref) != len(got) {
-			t.Fatalf("%s: no PEFT gradient of the shape of %s %s", loss, modules[i], v.Name())
+		compared[key] = true
+		if len(ref) != len(grads[i]) {
+			t.Fatalf("%s: %s has %d values, PEFT's %d", loss, key, len(grads[i]), len(ref))
 		}
-		d := diffGradients(key, got, ref)
+		d := diffGradients(key, grads[i], ref)
 		if d.maxAbs > 1e-4 {
-			t.Errorf("%s, vision tower in the graph: %s differs from PEFT by up to %.2g (relative %.2g)", loss, key, d.maxAbs, d.rel)
+			t.Errorf("%s, %s: %s differs from PEFT by up to %.2g (relative %.2g; norms %.6g vs %.6g)", loss, mode, key, d.maxAbs, d.rel, d.norm, d.refNorm)
 		}
 		worst = worst.max(d)
-		if strings.HasPrefix(modules[i], "visual.") {
+		if strings.HasPrefix(mod, "visual.") {
 			worstVision = worstVision.max(d)
+			vision++
 		}
 	}
-	if len(vars) != fx.gradientsByLoss[loss] {
-		t.Errorf("%s: %d adapter tensors, PEFT has %d gradients", loss, len(vars), fx.gradientsByLoss[loss])
+	n, nv := fx.gradientsByLoss[loss], fx.visionByLoss[loss]
+	if wantVision := min(tr.VisionModules(), 1) * nv; len(compared) != n-nv+wantVision || vision != wantVision {
+		t.Errorf("%s, %s: compared %d of PEFT's %d gradients (%d of the vision tower's %d)", loss, mode, len(compared), n, vision, nv)
 	}
-	t.Logf("%s, vision tower in the graph: loss %.7f; all %d LoRA gradients: max abs diff %.2g (%s), max relative %.2g, max ‖diff‖/‖grad‖ %.2g; the %d vision ones: max abs %.2g, max relative %.2g",
-		loss, toFloat(out[0]), len(vars), worst.maxAbs, worst.key, worst.rel, worst.normRel, fx.visionByLoss[loss], worstVision.maxAbs, worstVision.rel)
+	t.Logf("%s, %s: trainer loss %.7f vs PEFT %.7f (diff %.2g); %d LoRA gradients: max abs diff %.2g (%s), max relative %.2g (max |diff| / max |grad| of a tensor), max ‖diff‖/‖grad‖ %.2g; the %d vision ones: max abs %.2g, max relative %.2g",
+		loss, mode, got, want, math.Abs(got-want), len(compared), worst.maxAbs, worst.key, worst.rel, worst.normRel, vision, worstVision.maxAbs, worstVision.rel)
 }
 
 // checkPEFTBatch checks that the trainer's batch is transformers' sequence with PEFT's labels:

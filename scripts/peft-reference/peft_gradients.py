@@ -28,10 +28,11 @@ train mode):
             smoothing, weighted by the grade's class weight (weighted mean over the batch). These
             are the trainer's defaults (configs/train-qwen-lora.yaml).
 
-Vision-tower adapters get gradients here as well (the whole model is differentiated). acdtcm's
-trainer keeps the vision tower outside its training graph (it refuses vision targets), so the Go
-test compares the trainer's language-model gradients, and all of them, vision included, from the
-same loss with the tower inside the graph.
+Vision-tower adapters get gradients here as well (the whole model is differentiated). The Go
+test runs acdtcm's trainer both ways: training the language model's adapters only (the vision
+tower frozen outside the graph, the default), compared with those gradients, and training every
+adapter with the tower inside the graph (what it does when the adapter has vision modules),
+compared with all of them.
 
 Outputs, per adapter NAME, in internal/qwen/testdata/peft:
   NAME-grad.json         the sample (texts, ids, labels), grade settings, the losses, versions
