@@ -17,6 +17,7 @@ import (
 	"github.com/acdtcm/acdtcm/internal/lora"
 	"github.com/acdtcm/acdtcm/internal/models"
 	"github.com/acdtcm/acdtcm/internal/qwen"
+	"github.com/acdtcm/acdtcm/internal/remote"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
@@ -165,6 +166,7 @@ func TestLoRAImageSizesFollowTheAdapter(t *testing.T) {
 		{"base alone", models.Options{Model: model}, 3136, 50176},
 		{"with the adapter", models.Options{Model: model, Adapter: best}, minPixels, maxPixels},
 		{"explicit sizes win", models.Options{Model: model, Adapter: best, MinPixels: 3136}, 3136, maxPixels},
+		{"--image-*-pixels flags win", models.Options{Model: model, Adapter: best, Remote: remote.Flags{MaxPixels: 40000}}, minPixels, 40000},
 	} {
 		tc.opts.Backend = "go"
 		m, err := models.Open(tc.opts)
@@ -266,4 +268,18 @@ func readAdapterTensor(t *testing.T, dir, key string) []float32 {
 		t.Fatalf("%s: %v", dir, err)
 	}
 	return v
+}
+
+// TestImagePixelFlagsReachLocalModels: --image-min-pixels/--image-max-pixels apply to a local
+// Qwen model too, and limits that contradict each other are refused.
+func TestImagePixelFlagsReachLocalModels(t *testing.T) {
+	dir := t.TempDir()
+	model, _ := loraFixture(t, dir)
+	photo := filepath.Join(dir, "p0.png")
+	if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--image-max-pixels", "40000", "--format", "jsonl", photo); code != 0 {
+		t.Fatalf("diagnose with --image-max-pixels: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--image-min-pixels", "90000", "--image-max-pixels", "40000", photo); code == 0 || !strings.Contains(stderr, "image size limits") {
+		t.Errorf("min > max: exit %d, stderr %s", code, stderr)
+	}
 }

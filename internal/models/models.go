@@ -32,8 +32,9 @@ type Options struct {
 	Adapter string
 	// Backend is the GoMLX backend spec (mlbackend.New), e.g. "go" or "xla:cuda".
 	Backend string
-	// MinPixels and MaxPixels override a Qwen model's image size limits when positive;
-	// otherwise those saved with Adapter by acdtcm train apply, else the checkpoint's.
+	// MinPixels and MaxPixels override a Qwen model's image size limits when positive
+	// (else Remote's, the --image-min/max-pixels flags, when positive); otherwise those saved
+	// with Adapter by acdtcm train apply, else the checkpoint's.
 	MinPixels, MaxPixels int
 	// ComputeDType is a Qwen model's weight and compute dtype (qwen.ParseComputeDType):
 	// empty or "float32", or "bf16".
@@ -111,11 +112,20 @@ func Open(opts Options) (infer.Model, error) {
 		}
 		version += "+lora:" + filepath.Base(filepath.Clean(opts.Adapter))
 	}
+	if opts.MinPixels <= 0 {
+		opts.MinPixels = opts.Remote.MinPixels
+	}
+	if opts.MaxPixels <= 0 {
+		opts.MaxPixels = opts.Remote.MaxPixels
+	}
 	if opts.MinPixels > 0 {
 		m.Processor.MinPixels = opts.MinPixels
 	}
 	if opts.MaxPixels > 0 {
 		m.Processor.MaxPixels = opts.MaxPixels
+	}
+	if err := m.Processor.Validate(); err != nil {
+		return nil, fmt.Errorf("image size limits of %s: %w", opts.Model, err)
 	}
 	g, err := qwen.NewGrader(m, version, backend.Name())
 	if err != nil {

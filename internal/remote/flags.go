@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"fmt"
 	"os"
 	"time"
 
@@ -30,8 +31,8 @@ func AddFlags(fs *pflag.FlagSet, f *Flags) {
 	fs.IntVar(&f.Concurrency, "concurrency", pc.Concurrency, "with --backend openai: most requests in flight")
 	fs.DurationVar(&f.Timeout, "request-timeout", pc.Timeout, "with --backend openai: time limit of one request attempt")
 	fs.IntVar(&f.Retries, "retries", pc.Retries, "with --backend openai: retries of a request after 408, 429, 5xx or a network error")
-	fs.IntVar(&f.MinPixels, "image-min-pixels", pc.MinPixels, "with --backend openai: smart_resize min_pixels used in training")
-	fs.IntVar(&f.MaxPixels, "image-max-pixels", pc.MaxPixels, "with --backend openai: smart_resize max_pixels used in training")
+	fs.IntVar(&f.MinPixels, "image-min-pixels", 0, fmt.Sprintf("Qwen image smart_resize min_pixels used in training (0: with --model DIR the --adapter's training value, else the checkpoint's; with --backend openai %d)", pc.MinPixels))
+	fs.IntVar(&f.MaxPixels, "image-max-pixels", 0, fmt.Sprintf("Qwen image smart_resize max_pixels used in training (0: with --model DIR the --adapter's training value, else the checkpoint's; with --backend openai %d)", pc.MaxPixels))
 	fs.StringVar(&f.ImageFormat, "image-format", pc.ImageFormat, "with --backend openai: how photos are sent: png (lossless) or jpeg")
 }
 
