@@ -183,8 +183,8 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 		app.Logger.Info(fmt.Sprintf(format, args...))
 	}
 	if cfg.InitFrom != "" && quant.IsGraderDir(cfg.InitFrom) {
-		if cfg.InitWeights, err = dequantizedInitWeights(cfg.InitFrom); err != nil {
-			return err
+		if cfg.InitWeights, err = quant.DequantizeGrader(cfg.InitFrom); err != nil {
+			return fmt.Errorf("--init-from %s: %w", cfg.InitFrom, err)
 		}
 	}
 	var progress grader.Progress
@@ -212,25 +212,6 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 			rep.EvalSplit, rep.Eval.N, rep.Eval.Accuracy, rep.Eval.MacroF1, rep.Eval.Kappa, rep.Eval.MacroAUC, rep.Eval.CountMAE)
 	}
 	return nil
-}
-
-// dequantizedInitWeights reads a quantized grader directory (written by acdtcm quantize) as
-// float32 weights to start a fine-tuning run from.
-func dequantizedInitWeights(dir string) (*grader.Checkpoint, error) {
-	tmp, err := os.MkdirTemp("", "acdtcm-init-")
-	if err != nil {
-		return nil, fmt.Errorf("--init-from %s: %w", dir, err)
-	}
-	defer os.RemoveAll(tmp)
-	path := filepath.Join(tmp, "dequantized.ckpt")
-	if _, err := quant.DequantizeGrader(dir, path); err != nil {
-		return nil, fmt.Errorf("--init-from %s: %w", dir, err)
-	}
-	ck, err := grader.ReadCheckpoint(path)
-	if err != nil {
-		return nil, fmt.Errorf("--init-from %s: %w", dir, err)
-	}
-	return ck, nil
 }
 
 // progressBar renders "epoch 3/30 [=====>    ] 12/56 loss 0.8123 acc 0.7100 ETA 4m10s" on w.

@@ -53,11 +53,22 @@ type CheckpointHeader struct {
 // SaveCheckpoint writes every variable of ctx (or, with onlyModel, those under the model
 // scope, which is what inference needs) atomically to path.
 func SaveCheckpoint(path string, ctx *context.Context, mc ModelConfig, state any, metrics map[string]float64, onlyModel bool) error {
+	ck, err := NewCheckpoint(ctx, mc, state, metrics, onlyModel)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return ck.Save(path)
+}
+
+// NewCheckpoint builds in memory the checkpoint SaveCheckpoint writes: every variable of ctx
+// (with onlyModel, those under the model scope), the model configuration, the training state
+// and metrics.
+func NewCheckpoint(ctx *context.Context, mc ModelConfig, state any, metrics map[string]float64, onlyModel bool) (*Checkpoint, error) {
 	hdr := CheckpointHeader{FormatVersion: checkpointVersion, Model: mc, Metrics: metrics}
 	if state != nil {
 		b, err := json.Marshal(state)
 		if err != nil {
-			return fmt.Errorf("checkpoint %s: encode state: %w", path, err)
+			return nil, fmt.Errorf("encode state: %w", err)
 		}
 		hdr.State = b
 	}
@@ -73,17 +84,17 @@ func SaveCheckpoint(path string, ctx *context.Context, mc ModelConfig, state any
 	for _, v := range vars {
 		t, err := v.Value()
 		if err != nil {
-			return fmt.Errorf("checkpoint %s: variable %s: %w", path, v.ScopeAndName(), err)
+			return nil, fmt.Errorf("variable %s: %w", v.ScopeAndName(), err)
 		}
 		start := int64(data.Len())
 		if err := t.ConstBytes(func(b []byte) { data.Write(b) }); err != nil {
-			return fmt.Errorf("checkpoint %s: variable %s: %w", path, v.ScopeAndName(), err)
+			return nil, fmt.Errorf("variable %s: %w", v.ScopeAndName(), err)
 		}
 		sh := t.Shape()
 		hdr.Tensors = append(hdr.Tensors, TensorEntry{Name: v.ScopeAndName(), DType: sh.DType.String(), DTypeN: int32(sh.DType),
 			Shape: append([]int{}, sh.Dimensions...), Offset: start, Bytes: int64(data.Len()) - start})
 	}
-	return (&Checkpoint{Header: hdr, data: data.Bytes()}).Save(path)
+	return &Checkpoint{Header: hdr, data: data.Bytes()}, nil
 }
 
 // writeCheckpointBytes writes the checkpoint framing around a JSON header and tensor data.

@@ -163,6 +163,11 @@ func LoadWithBackend(path, backendSpec string) (*Model, error) {
 	return fromCheckpoint(ck, backendSpec)
 }
 
+// FromCheckpoint is Load for a checkpoint already in memory (e.g. dequantized weights).
+func FromCheckpoint(ck *Checkpoint, backendSpec string) (*Model, error) {
+	return fromCheckpoint(ck, backendSpec)
+}
+
 func fromCheckpoint(ck *Checkpoint, backendSpec string) (*Model, error) {
 	mc := ck.Header.Model
 	if err := mc.Validate(); err != nil {

@@ -332,29 +332,28 @@ func SetGraderMetrics(dir string, metrics map[string]float64, from string) error
 	return writeGraderDoc(dir, doc)
 }
 
-// DequantizeGrader reads a quantized grader directory and writes a float32 grader
-// checkpoint (the format grader.Load reads) to ckptPath; it returns the model
-// configuration.
-func DequantizeGrader(dir, ckptPath string) (grader.ModelConfig, error) {
+// DequantizeGrader reads a quantized grader directory as a float32 grader checkpoint in
+// memory (the format grader.Load reads, calibration included).
+func DequantizeGrader(dir string) (*grader.Checkpoint, error) {
 	doc, err := readGraderDoc(dir)
 	if err != nil {
-		return grader.ModelConfig{}, err
+		return nil, err
 	}
 	wpath := filepath.Join(dir, WeightsFile)
 	f, err := safetensors.Open(wpath)
 	if err != nil {
-		return doc.Grader, err
+		return nil, err
 	}
 	defer f.Close()
 	if err := doc.Quant.CheckMetadata(wpath, f.Metadata); err != nil {
-		return doc.Grader, err
+		return nil, err
 	}
 	if f.Metadata[graderLayoutKey] != graderLayout {
-		return doc.Grader, fmt.Errorf("%s: missing %s=%s metadata: not a quantized grader", wpath, graderLayoutKey, graderLayout)
+		return nil, fmt.Errorf("%s: missing %s=%s metadata: not a quantized grader", wpath, graderLayoutKey, graderLayout)
 	}
 	var shapes map[string][]int
 	if err := json.Unmarshal([]byte(f.Metadata[graderShapesKey]), &shapes); err != nil {
-		return doc.Grader, fmt.Errorf("%s: bad %s metadata: %w", wpath, graderShapesKey, err)
+		return nil, fmt.Errorf("%s: bad %s metadata: %w", wpath, graderShapesKey, err)
 	}
 	lookup := func(name string) (safetensors.TensorInfo, []byte, bool) {
 		raw, info, err := f.Bytes(name)
@@ -378,57 +377,44 @@ func DequantizeGrader(dir, ckptPath string) (grader.ModelConfig, error) {
 		dims := info.Shape
 		if info.DType == safetensors.F32 {
 			if vals, _, err = f.Float32(name); err != nil {
-				return doc.Grader, err
+				return nil, err
 			}
 		} else {
 			// A quantized tensor: its variable shape (output channel last) is in the metadata.
 			shape, ok := shapes[name]
 			if !ok || len(shape) < 2 || numElements(shape) <= 0 {
-				return doc.Grader, fmt.Errorf("%s: no valid shape for quantized tensor %s in the %s metadata", wpath, name, graderShapesKey)
+				return nil, fmt.Errorf("%s: no valid shape for quantized tensor %s in the %s metadata", wpath, name, graderShapesKey)
 			}
 			dims = shape
 			tshape := []int{dims[len(dims)-1], numElements(dims) / dims[len(dims)-1]}
 			q, err := Decode(doc.Quant.Method, name, tshape, doc.Quant.DoubleQuant, lookup)
 			if err != nil {
-				return doc.Grader, fmt.Errorf("%s: %w", wpath, err)
+				return nil, fmt.Errorf("%s: %w", wpath, err)
 			}
 			vals = outLast(q.Dequantize(), dims)
 		}
 		i := strings.LastIndex(name, "/")
 		if i <= 0 {
-			return doc.Grader, fmt.Errorf("%s: tensor %q is not a scoped variable name", wpath, name)
+			return nil, fmt.Errorf("%s: tensor %q is not a scoped variable name", wpath, name)
 		}
 		ctx.InAbsPath(name[:i]).VariableWithValue(name[i+1:], tensors.FromFlatDataAndDimensions(vals, dims...))
 	}
-	if err := grader.SaveCheckpoint(ckptPath, ctx, doc.Grader, nil, doc.Metrics, true); err != nil {
-		return doc.Grader, err
+	ck, err := grader.NewCheckpoint(ctx, doc.Grader, nil, doc.Metrics, true)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	if doc.Calibration != nil {
-		ck, err := grader.ReadCheckpoint(ckptPath)
-		if err != nil {
-			return doc.Grader, err
-		}
-		ck.Header.Calibration = doc.Calibration
-		if err := ck.Save(ckptPath); err != nil {
-			return doc.Grader, err
-		}
-	}
-	return doc.Grader, nil
+	ck.Header.Calibration = doc.Calibration
+	return ck, nil
 }
 
 // LoadGrader loads a quantized grader directory for inference on backendSpec (weights are
 // dequantized to float32 when loading; the grader's graph reads float32 variables).
 func LoadGrader(dir, backendSpec string) (*grader.Model, error) {
-	tmp, err := os.MkdirTemp("", "acdtcm-grader-")
+	ck, err := DequantizeGrader(dir)
 	if err != nil {
-		return nil, fmt.Errorf("temporary directory: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	ckpt := filepath.Join(tmp, "grader.ckpt")
-	if _, err := DequantizeGrader(dir, ckpt); err != nil {
 		return nil, err
 	}
-	return grader.LoadWithBackend(ckpt, backendSpec)
+	return grader.FromCheckpoint(ck, backendSpec)
 }
 
 // OpenGrader loads a quantized grader directory (LoadGrader) as an inference model that
