@@ -105,7 +105,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.BoolVar(&opts.FlipTTA, "tta-flip", d.FlipTTA, "calibrate on lesion counts averaged over each photo and its mirror image; inference then runs both too")
 	f.StringVar(&opts.WeightsVersion, "weights-version", "1.0.0", "semantic version recorded in exported weights (grader.json; the build date is appended)")
 	f.IntVar(&opts.AverageLast, "average-last", d.AverageLast, "keep snapshots of the last K epochs; after training, average their weights (SWA) and use the average when it beats the best epoch on the holdout (0: off)")
-	f.StringVar(&opts.InitFrom, "init-from", "", "start from these weights instead of a random initialisation: a grader checkpoint or \"builtin\" (same architecture; the input size may differ); ignored when --resume finds last.ckpt")
+	f.StringVar(&opts.InitFrom, "init-from", "", "start from these weights instead of a random initialisation: a grader checkpoint, a quantized grader directory (acdtcm quantize output, dequantized) or \"builtin\" (same architecture; the input size may differ); ignored when --resume finds last.ckpt")
 	f.BoolVar(&opts.AllVersions, "all-versions", d.AllVersions, "each epoch uses every train photo (all augmented versions) instead of one version per source photo")
 	f.StringVar(&opts.TrainSplit, "train-split", d.TrainSplit, "split to train on (and carve the holdout from)")
 	f.StringVar(&opts.EvalSplit, "eval-split", d.EvalSplit, "split scored after training with the best weights (not used for selection)")
