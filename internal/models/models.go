@@ -118,13 +118,7 @@ func Open(opts Options) (infer.Model, error) {
 	if opts.MaxPixels <= 0 {
 		opts.MaxPixels = opts.Remote.MaxPixels
 	}
-	if opts.MinPixels > 0 {
-		m.Processor.MinPixels = opts.MinPixels
-	}
-	if opts.MaxPixels > 0 {
-		m.Processor.MaxPixels = opts.MaxPixels
-	}
-	if err := m.Processor.Validate(); err != nil {
+	if err := m.Processor.OverrideLimits(opts.MinPixels, opts.MaxPixels); err != nil {
 		return nil, fmt.Errorf("image size limits of %s: %w", opts.Model, err)
 	}
 	g, err := qwen.NewGrader(m, version, backend.Name())

@@ -339,6 +339,11 @@ func DequantizeGrader(dir string) (*grader.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	return dequantizeGraderDoc(dir, doc)
+}
+
+// dequantizeGraderDoc is DequantizeGrader for a config.json already read.
+func dequantizeGraderDoc(dir string, doc *graderDoc) (*grader.Checkpoint, error) {
 	wpath := filepath.Join(dir, WeightsFile)
 	f, err := safetensors.Open(wpath)
 	if err != nil {
@@ -421,13 +426,17 @@ func LoadGrader(dir, backendSpec string) (*grader.Model, error) {
 // reports the quantized weights' version, method and own metrics (none when the
 // directory records no measured metrics).
 func OpenGrader(dir, backendSpec string) (*grader.InferModel, error) {
-	info, err := ReadGraderInfo(dir)
+	doc, err := readGraderDoc(dir)
 	if err != nil {
 		return nil, err
 	}
-	m, err := LoadGrader(dir, backendSpec)
+	ck, err := dequantizeGraderDoc(dir, doc)
 	if err != nil {
 		return nil, err
 	}
-	return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(filepath.Clean(dir)), Version: info.Version, Quantization: string(info.Method)}, nil
+	m, err := grader.FromCheckpoint(ck, backendSpec)
+	if err != nil {
+		return nil, err
+	}
+	return &grader.InferModel{M: m, Name: "acdtcm-grader:" + filepath.Base(filepath.Clean(dir)), Version: doc.Version, Quantization: string(doc.Quant.Method)}, nil
 }

@@ -164,3 +164,15 @@ func (c ProcessorConfig) ProcessImage(img image.Image) (ProcessedImage, error) {
 	}
 	return out, nil
 }
+
+// OverrideLimits sets min_pixels and max_pixels to the given values where positive (0 keeps
+// the current one) and checks the result.
+func (c *ProcessorConfig) OverrideLimits(minPixels, maxPixels int) error {
+	if minPixels > 0 {
+		c.MinPixels = minPixels
+	}
+	if maxPixels > 0 {
+		c.MaxPixels = maxPixels
+	}
+	return c.Validate()
+}

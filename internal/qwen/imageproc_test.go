@@ -144,3 +144,31 @@ func TestLoadProcessorConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestOverrideLimits(t *testing.T) {
+	tests := []struct {
+		name             string
+		min, max         int
+		wantMin, wantMax int
+		wantErr          bool
+	}{
+		{"keep both", 0, 0, 3136, 50176, false},
+		{"min only", 6272, 0, 6272, 50176, false},
+		{"max only", 0, 40000, 3136, 40000, false},
+		{"both", 1000, 2000, 1000, 2000, false},
+		{"min above max", 90000, 40000, 0, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultProcessorConfig()
+			c.MinPixels, c.MaxPixels = 3136, 50176
+			err := c.OverrideLimits(tc.min, tc.max)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && (c.MinPixels != tc.wantMin || c.MaxPixels != tc.wantMax) {
+				t.Errorf("limits %d/%d, want %d/%d", c.MinPixels, c.MaxPixels, tc.wantMin, tc.wantMax)
+			}
+		})
+	}
+}

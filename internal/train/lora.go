@@ -155,13 +155,7 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 		}
 		t.modules = m.AttachLoRA(t.LoRA, cfg.Seed)
 	}
-	if cfg.MinPixels > 0 {
-		m.Processor.MinPixels = cfg.MinPixels
-	}
-	if cfg.MaxPixels > 0 {
-		m.Processor.MaxPixels = cfg.MaxPixels
-	}
-	if err := m.Processor.Validate(); err != nil {
+	if err := m.Processor.OverrideLimits(cfg.MinPixels, cfg.MaxPixels); err != nil {
 		return nil, fmt.Errorf("image size limits: %w", err)
 	}
 	if len(t.modules) == 0 {
