@@ -191,7 +191,12 @@ def run_mode(args, model, batch, grade, grade_ids, grade_pos, mode):
         if "out" not in cache:
             with torch.no_grad():
                 cache["out"] = counted_forward(*a, **k)
-        return cache["out"]
+        out = cache["out"]
+        if isinstance(out, torch.Tensor):
+            return out
+        # transformers 5.x returns a ModelOutput and get_image_features then replaces its
+        # pooler_output with the per-image split (a tuple) in place: hand out a fresh copy.
+        return type(out)(**dict(out.items()))
 
     visual.forward = cached_forward if mode == "cached" else counted_forward
     params = [p for p in model.parameters() if p.requires_grad]
