@@ -109,19 +109,24 @@ type LoRATrainer struct {
 	State   State
 	modules []string
 	params  []*context.Variable
-	m, v    [][]float32
-	images  map[string]qwen.ProcessedImage
+	// m and v are AdamW's first and second moments of params, and acc the gradients summed
+	// over micro-batches (only with GradAccum > 1): variables, so they stay on the device.
+	m, v, acc []*context.Variable
+	images    map[string]qwen.ProcessedImage
 	// features caches each photo's vision features when no adapter is on the vision tower
 	// (the default): the tower is frozen, so they never change.
 	features map[string][]float32
 	// vision counts the adapted vision-tower modules; when there are any, the tower runs
 	// inside the training graph (pixels in, no feature cache) so their adapters learn.
-	vision  int
-	grads   *context.Exec
-	lossFn  *context.Exec
-	gradeID []int
-	opts    qwen.LossOptions
-	naming  lora.Naming // key spelling of saved adapters
+	vision int
+	// trainStep runs one micro-batch: loss, gradients and, with GradAccum 1, the AdamW update
+	// (otherwise the gradients are added into acc and applyStep updates from them).
+	trainStep, applyStep *context.Exec
+	grads                *context.Exec // loss and gradients only (gradients(); built on first use)
+	lossFn               *context.Exec
+	gradeID              []int
+	opts                 qwen.LossOptions
+	naming               lora.Naming // key spelling of saved adapters
 }
 
 // NewLoRATrainer loads the base model, attaches (or loads) the adapter and the data.
@@ -211,8 +216,22 @@ func (t *LoRATrainer) prepare() error {
 				return fmt.Errorf("module %s has no %s", mod, name)
 			}
 			t.params = append(t.params, v)
-			n := v.Shape().Size()
-			t.m, t.v = append(t.m, make([]float32, n)), append(t.v, make([]float32, n))
+			var stateErr error
+			state := func(kind string) *context.Variable {
+				sv := t.Model.Ctx.InAbsPath("/optimizer"+sc(mod)+"/"+name).Checked(false).
+					VariableWithValue(kind, tensors.FromShape(v.Shape())).SetTrainable(false)
+				if err := sv.SetValue(tensors.FromShape(v.Shape())); err != nil { // zero, also when reused
+					stateErr = fmt.Errorf("optimizer state of %s: %w", mod, err)
+				}
+				return sv
+			}
+			t.m, t.v = append(t.m, state("exp_avg")), append(t.v, state("exp_avg_sq"))
+			if t.Cfg.GradAccum > 1 {
+				t.acc = append(t.acc, state("grad_sum"))
+			}
+			if stateErr != nil {
+				return stateErr
+			}
 		}
 	}
 	var err error
@@ -246,18 +265,68 @@ func (t *LoRATrainer) lossFrom(ctx *context.Context, in []*Node) *Node {
 	return qwen.LossFromInputs(ctx, t.Model.Config, t.opts, in)
 }
 
+// lossAndGradients builds the training loss of batch()'s inputs and its gradient with
+// respect to every trained parameter (in params order).
+func (t *LoRATrainer) lossAndGradients(ctx *context.Context, in []*Node) (*Node, []*Node) {
+	g := in[0].Graph()
+	ctx.SetTraining(g, true)
+	loss := t.lossFrom(ctx, in)
+	nodes := make([]*Node, len(t.params))
+	for i, p := range t.params {
+		nodes[i] = p.ValueGraph(g)
+	}
+	return loss, Gradient(loss, nodes...)
+}
+
+// applyAdamW sets the graph's new values of the parameters and their moments from grads
+// (see adamwGraph) and returns the gradient norm before clipping.
+func (t *LoRATrainer) applyAdamW(grads []*Node, hyper *Node) *Node {
+	g := hyper.Graph()
+	values := func(vars []*context.Variable) []*Node {
+		nodes := make([]*Node, len(vars))
+		for i, v := range vars {
+			nodes[i] = v.ValueGraph(g)
+		}
+		return nodes
+	}
+	params, m, v, norm := adamwGraph(t.Cfg, values(t.params), grads, values(t.m), values(t.v), hyper)
+	for i := range t.params {
+		t.params[i].SetValueGraph(params[i])
+		t.m[i].SetValueGraph(m[i])
+		t.v[i].SetValueGraph(v[i])
+	}
+	return norm
+}
+
 func (t *LoRATrainer) buildExecs() error {
 	var err error
-	t.grads, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) []*Node {
-		g := in[0].Graph()
-		ctx.SetTraining(g, true)
-		loss := t.lossFrom(ctx, in)
-		nodes := make([]*Node, len(t.params))
-		for i, p := range t.params {
-			nodes[i] = p.ValueGraph(g)
+	if t.Cfg.GradAccum == 1 {
+		// One program per step: the batch's inputs, then adamwHyper's vector.
+		t.trainStep, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) []*Node {
+			loss, grads := t.lossAndGradients(ctx, in[:len(in)-1])
+			return []*Node{loss, t.applyAdamW(grads, in[len(in)-1])}
+		})
+	} else {
+		scale := 1 / float64(t.Cfg.GradAccum)
+		t.trainStep, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) []*Node {
+			loss, grads := t.lossAndGradients(ctx, in)
+			for i, a := range t.acc {
+				a.SetValueGraph(Add(a.ValueGraph(loss.Graph()), MulScalar(grads[i], scale)))
+			}
+			return []*Node{loss}
+		})
+		if err == nil {
+			t.applyStep, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) []*Node {
+				g := in[0].Graph()
+				sums := make([]*Node, len(t.acc))
+				for i, a := range t.acc {
+					sums[i] = a.ValueGraph(g)
+					a.SetValueGraph(ZerosLike(sums[i]))
+				}
+				return []*Node{t.applyAdamW(sums, in[0])}
+			})
 		}
-		return append([]*Node{loss}, Gradient(loss, nodes...)...)
-	})
+	}
 	if err != nil {
 		return fmt.Errorf("build training graph: %w", err)
 	}
@@ -375,88 +444,74 @@ func (t *LoRATrainer) batch(samples []Sample) (*qwen.TrainBatch, []*tensors.Tens
 }
 
 // step runs one optimizer step (GradAccum micro-batches) and returns loss, grad norm and
-// tokens processed.
+// tokens processed. Gradients, moments and parameters stay on the backend's device.
 func (t *LoRATrainer) step(order []int) (loss, gradNorm float64, tokens int, err error) {
 	c := t.Cfg
-	acc := make([][]float32, len(t.params))
+	hyper := adamwHyper(c, t.LearningRate(t.State.Step), t.State.Step+1)
 	for micro := 0; micro < c.GradAccum; micro++ {
 		start := (t.State.StepInEpoch*c.GradAccum + micro) * c.BatchSize
 		samples := make([]Sample, c.BatchSize)
 		for i := range samples {
 			samples[i] = t.Train[order[(start+i)%len(order)]]
 		}
-		l, grads, b, err := t.gradients(samples, t.State.Step*c.GradAccum+micro)
+		b, in, err := t.microBatch(samples, t.State.Step*c.GradAccum+micro)
 		if err != nil {
 			return 0, 0, 0, fmt.Errorf("training step %d: %w", t.State.Step, err)
 		}
-		loss += l / float64(c.GradAccum)
+		if c.GradAccum == 1 {
+			in = append(in, hyper)
+		}
+		out, err := t.trainStep.Exec(in)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("training step %d: %w", t.State.Step, err)
+		}
+		loss += toFloat(out[0]) / float64(c.GradAccum)
 		tokens += b.B * b.S
-		for i, g := range grads {
-			if acc[i] == nil {
-				acc[i] = make([]float32, len(g))
-			}
-			for k, x := range g {
-				acc[i][k] += x / float32(c.GradAccum)
-			}
+		if c.GradAccum == 1 {
+			gradNorm = toFloat(out[1])
 		}
 	}
-	gradNorm, clip := clipScale(acc, c.ClipNorm)
-	lr := t.LearningRate(t.State.Step)
-	for i, p := range t.params {
-		val, err := tensors.CopyFlatData[float32](p.MustValue())
+	if c.GradAccum > 1 {
+		out, err := t.applyStep.Exec(hyper)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, fmt.Errorf("training step %d: optimizer: %w", t.State.Step, err)
 		}
-		adamw(c, val, acc[i], t.m[i], t.v[i], clip, lr, t.State.Step+1)
-		if err := p.SetValue(tensors.FromFlatDataAndDimensions(val, p.Shape().Dimensions...)); err != nil {
-			return 0, 0, 0, err
-		}
+		gradNorm = toFloat(out[0])
 	}
 	t.State.Step++
 	t.State.StepInEpoch++
 	return loss, gradNorm, tokens, nil
 }
 
-// clipScale returns the global L2 norm of grads and the factor that scales them to at most
-// maxNorm (1 when maxNorm <= 0 or the norm is within it), as torch.nn.utils.clip_grad_norm_.
-func clipScale(grads [][]float32, maxNorm float64) (norm, scale float64) {
-	sq := 0.0
-	for _, g := range grads {
-		for _, x := range g {
-			sq += float64(x) * float64(x)
-		}
-	}
-	norm = math.Sqrt(sq)
-	if maxNorm > 0 && norm > maxNorm {
-		return norm, maxNorm / (norm + 1e-6)
-	}
-	return norm, 1
-}
-
-// adamw applies AdamW step number step (1-based) to val in place, with gradient grad·scale,
-// learning rate lr, decoupled weight decay and bias-corrected moments m and v (updated in
-// place), as torch.optim.AdamW.
-func adamw(c LoRAConfig, val, grad, m, v []float32, scale, lr float64, step int) {
-	bc1, bc2 := 1-math.Pow(c.Beta1, float64(step)), 1-math.Pow(c.Beta2, float64(step))
-	for k := range val {
-		g := float64(grad[k]) * scale
-		w := float64(val[k]) * (1 - lr*c.WeightDecay) // decoupled weight decay (AdamW)
-		m[k] = float32(c.Beta1*float64(m[k]) + (1-c.Beta1)*g)
-		v[k] = float32(c.Beta2*float64(v[k]) + (1-c.Beta2)*g*g)
-		mh, vh := float64(m[k])/bc1, float64(v[k])/bc2
-		val[k] = float32(w - lr*mh/(math.Sqrt(vh)+c.Eps))
-	}
-}
-
-// gradients runs the training graph on one micro-batch: its loss and the gradient of each
-// parameter (in Params order), and the batch. micro numbers the micro-batch since the start of
-// the run: dropout masks depend only on (seed, micro), so resuming replays them exactly.
-func (t *LoRATrainer) gradients(samples []Sample, micro int) (loss float64, grads [][]float32, b *qwen.TrainBatch, err error) {
+// microBatch builds the graph inputs of one micro-batch and seeds the dropout masks from
+// (seed, micro): micro numbers the micro-batch since the start of the run, so resuming
+// replays them exactly.
+func (t *LoRATrainer) microBatch(samples []Sample, micro int) (*qwen.TrainBatch, []*tensors.Tensor, error) {
 	b, in, err := t.batch(samples)
 	if err != nil {
-		return 0, nil, nil, err
+		return nil, nil, err
 	}
 	if err := t.Model.Ctx.SetRNGStateFromSeed(int64(t.Cfg.Seed)*1_000_003 + int64(micro)); err != nil {
+		return nil, nil, err
+	}
+	return b, in, nil
+}
+
+// gradients runs the training graph on one micro-batch without updating anything: its loss,
+// the gradient of each parameter (in params order) copied to the host, and the batch (for
+// checks against PEFT; training itself uses trainStep).
+func (t *LoRATrainer) gradients(samples []Sample, micro int) (loss float64, grads [][]float32, b *qwen.TrainBatch, err error) {
+	if t.grads == nil {
+		t.grads, err = context.NewExecAny(t.Model.Backend, t.Model.Ctx, func(ctx *context.Context, in []*Node) []*Node {
+			loss, grads := t.lossAndGradients(ctx, in)
+			return append([]*Node{loss}, grads...)
+		})
+		if err != nil {
+			return 0, nil, nil, fmt.Errorf("build gradient graph: %w", err)
+		}
+	}
+	b, in, err := t.microBatch(samples, micro)
+	if err != nil {
 		return 0, nil, nil, err
 	}
 	out, err := t.grads.Exec(in)
@@ -692,7 +747,15 @@ func (t *LoRATrainer) saveCheckpoint(name string) error {
 	for i, p := range t.params {
 		dims := p.Shape().Dimensions
 		key := strings.TrimPrefix(p.Scope(), "/") + "/" + p.Name()
-		ts = append(ts, safetensors.F32Tensor(key+"/exp_avg", dims, t.m[i]), safetensors.F32Tensor(key+"/exp_avg_sq", dims, t.v[i]))
+		m, err := tensors.CopyFlatData[float32](t.m[i].MustValue())
+		if err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		v, err := tensors.CopyFlatData[float32](t.v[i].MustValue())
+		if err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		ts = append(ts, safetensors.F32Tensor(key+"/exp_avg", dims, m), safetensors.F32Tensor(key+"/exp_avg_sq", dims, v))
 	}
 	if err := safetensors.WriteFile(filepath.Join(tmp, "optimizer.safetensors"), ts, nil); err != nil {
 		return err
@@ -752,7 +815,16 @@ func (t *LoRATrainer) resume() error {
 		if err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
-		t.m[i], t.v[i] = m, v
+		if len(m) != p.Shape().Size() || len(v) != p.Shape().Size() {
+			return fmt.Errorf("resume: %s: optimizer state for %s has %d/%d values, want %d", dir, key, len(m), len(v), p.Shape().Size())
+		}
+		dims := p.Shape().Dimensions
+		if err := t.m[i].SetValue(tensors.FromFlatDataAndDimensions(m, dims...)); err != nil {
+			return fmt.Errorf("resume %s: %w", key, err)
+		}
+		if err := t.v[i].SetValue(tensors.FromFlatDataAndDimensions(v, dims...)); err != nil {
+			return fmt.Errorf("resume %s: %w", key, err)
+		}
 	}
 	t.State = st
 	return nil
