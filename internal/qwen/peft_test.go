@@ -94,7 +94,7 @@ func checkPEFT(t *testing.T, name string) {
 		t.Fatalf("acdtcm adapted %d modules %v,\nPEFT %d %v", len(modules), modules, len(fx.AdaptedModules), fx.AdaptedModules)
 	}
 	t.Logf("%d adapted modules", len(modules))
-	checkAgainstReference(t, m, fx)
+	checkAgainstReference(t, m, fx, 0)
 }
 
 // TestPEFTLoadsAcdtcmAdapter: an adapter acdtcm saved, loaded by PEFT's

@@ -19,6 +19,11 @@ It records, for one image + text prompt rendered with the chat template: the vis
 merged features, the logits of the last prompt position, and an 8-token greedy continuation,
 into internal/qwen/testdata/parity/tiny-seed7.json (kilobytes). internal/qwen's
 TestParityWithTransformers compares the Go model with it to 1e-4 (float32).
+
+    python3 scripts/qwen-reference/parity.py CKPT OUT.json
+
+writes the same record for any other checkpoint to OUT.json (not committed; see
+parity-3b-shapes.sh and TestParityWithTransformersExternal).
 """
 import json
 import os
@@ -57,7 +62,7 @@ def main():
         gen = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     prompt_len = inputs["input_ids"].shape[1]
     fixture = {
-        "checkpoint": "acdtcm model init --preset tiny --seed 7",
+        "checkpoint": "acdtcm model init --preset tiny --seed 7" if len(sys.argv) < 3 else sys.argv[1],
         "question": QUESTION,
         "image": "internal/qwen/testdata/imageproc/wide-down.png",
         "input_ids": inputs["input_ids"][0].tolist(),
@@ -67,8 +72,8 @@ def main():
         "greedy_ids": gen[0, prompt_len:].tolist(),
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
     }
-    os.makedirs(OUT, exist_ok=True)
-    path = os.path.join(OUT, "tiny-seed7.json")
+    path = sys.argv[2] if len(sys.argv) > 2 else os.path.join(OUT, "tiny-seed7.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(fixture, f)
     print("wrote", path)
