@@ -1,8 +1,12 @@
 package qwen
 
 import (
+	"bytes"
 	"math"
+	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +18,7 @@ import (
 	"github.com/acdtcm/acdtcm/internal/lora"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/quant"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
 // tinyPair loads one tiny checkpoint twice: with float32 and with bfloat16 compute. The
@@ -280,5 +285,98 @@ func TestBF16QuantizedBase(t *testing.T) {
 	t.Logf("nf4 base, bf16 vs f32 compute: max|Δ logits| = %.4g = %.4f·std", abs, rel)
 	if rel > 0.1 {
 		t.Errorf("bf16 logits on the nf4 base differ by %.3f standard deviations (bound 0.1)", rel)
+	}
+}
+
+// TestBF16CheckpointLoadsWithoutConversion: a checkpoint stored in bf16 and loaded for bf16
+// compute holds exactly the stored bytes (the direct copy), and equals what the float32 round
+// trip gives (bf16 -> float32 -> bf16 is lossless).
+func TestBF16CheckpointLoadsWithoutConversion(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny-bf16")
+	if _, err := InitCheckpoint(dir, InitOptions{Preset: PresetTiny, Seed: 5, BF16: true}); err != nil {
+		t.Fatal(err)
+	}
+	backend, err := mlbackend.New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadWith(dir, backend, LoadOptions{ComputeDType: dtypes.BFloat16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt, err := safetensors.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ckpt.Close()
+	checked := 0
+	for _, spec := range m.Config.ExpectedTensors() {
+		raw, err := ckpt.Bytes(spec.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scope, name := scopeAndName(spec.Name)
+		v := m.Ctx.GetVariableByScopeAndName(scope, name)
+		if v == nil || v.Shape().DType != dtypes.BFloat16 {
+			t.Fatalf("%s: variable %v", spec.Name, v)
+		}
+		f32, err := ckpt.Float32(spec.Name, spec.Shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundTrip, err := weightTensor(f32, spec.Shape, dtypes.BFloat16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := tensorBytes(t, v.MustValue()), tensorBytes(t, roundTrip)
+		if !bytes.Equal(got, raw) || !bytes.Equal(got, want) {
+			t.Fatalf("%s: loaded bytes differ from the stored ones or from the float32 round trip", spec.Name)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no tensor checked")
+	}
+}
+
+func tensorBytes(t *testing.T, x *tensors.Tensor) []byte {
+	t.Helper()
+	var out []byte
+	x.ConstBytes(func(b []byte) { out = slices.Clone(b) })
+	return out
+}
+
+// BenchmarkLoadBF16 times loading a bf16 checkpoint for bf16 compute, with the direct copy
+// and with the float32 round trip it replaced, on the pure-Go backend:
+//
+//	ACDTCM_BENCH_CHECKPOINT=/tmp/qwen-3b go test -tags noxla ./internal/qwen/ -run XXX -bench LoadBF16 -benchtime 1x
+//
+// (acdtcm model init --preset 3b --bf16 --out /tmp/qwen-3b). Without the variable it uses the
+// tiny preset.
+func BenchmarkLoadBF16(b *testing.B) {
+	dir := os.Getenv("ACDTCM_BENCH_CHECKPOINT")
+	if dir == "" {
+		dir = filepath.Join(b.TempDir(), "tiny-bf16")
+		if _, err := InitCheckpoint(dir, InitOptions{Preset: PresetTiny, Seed: 5, BF16: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	backend, err := mlbackend.New("go")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, direct := range []bool{true, false} {
+		b.Run(map[bool]string{true: "direct", false: "float32-round-trip"}[direct], func(b *testing.B) {
+			loadBF16Direct = direct
+			defer func() { loadBF16Direct = true }()
+			for range b.N {
+				m, err := LoadWith(dir, backend, LoadOptions{ComputeDType: dtypes.BFloat16})
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.Ctx = nil
+				runtime.GC()
+			}
+		})
 	}
 }

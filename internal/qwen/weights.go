@@ -2,10 +2,13 @@ package qwen
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/acdtcm/acdtcm/internal/lora"
@@ -152,18 +155,52 @@ func LoadWeightsAs(ctx *context.Context, dir string, cfg *Config, dtype dtypes.D
 		} else if done {
 			continue
 		}
-		values, err := ckpt.Float32(stored, spec.Shape)
+		value, err := storedBF16Tensor(ckpt, stored, spec.Shape, dtype)
 		if err != nil {
 			return err
 		}
-		value, err := weightTensor(values, spec.Shape, dtype)
-		if err != nil {
-			return err
+		if value == nil {
+			values, err := ckpt.Float32(stored, spec.Shape)
+			if err != nil {
+				return err
+			}
+			if value, err = weightTensor(values, spec.Shape, dtype); err != nil {
+				return err
+			}
 		}
 		scope, name := scopeAndName(spec.Name)
 		ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, value).SetTrainable(false)
 	}
 	return nil
+}
+
+// loadBF16Direct enables storedBF16Tensor (a variable so BenchmarkLoadBF16 can time the
+// float32 round trip it replaced).
+var loadBF16Direct = true
+
+// storedBF16Tensor copies a tensor stored as BF16 straight into a bfloat16 tensor when the
+// model computes in bfloat16 (released checkpoints: no float32 round trip, a quarter of the
+// memory traffic); nil when the stored or wanted dtype differs.
+func storedBF16Tensor(ckpt *safetensors.Checkpoint, stored string, shape []int, dtype dtypes.DType) (*tensors.Tensor, error) {
+	info, ok := ckpt.Info(stored)
+	if !loadBF16Direct || dtype != dtypes.BFloat16 || !ok || info.DType != safetensors.BF16 {
+		return nil, nil
+	}
+	if !slices.Equal(info.Shape, shape) {
+		return nil, fmt.Errorf("checkpoint %s: tensor %s has shape %v, want %v", ckpt.Dir, stored, info.Shape, shape)
+	}
+	raw, err := ckpt.Bytes(stored)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) != 2*info.NumElements() {
+		return nil, fmt.Errorf("checkpoint %s: tensor %s has %d bytes of data, want %d", ckpt.Dir, stored, len(raw), 2*info.NumElements())
+	}
+	t := tensors.FromShape(shapes.Make(dtypes.BFloat16, shape...))
+	if err := t.MutableBytes(func(b []byte) { copy(b, raw) }); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: tensor %s: %w", ckpt.Dir, stored, err)
+	}
+	return t, nil
 }
 
 // param returns the graph node of a loaded weight.
