@@ -25,6 +25,7 @@ import (
 	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/fsutil"
 	"github.com/acdtcm/acdtcm/internal/grader/heatmap"
+	"github.com/acdtcm/acdtcm/internal/imageio"
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
@@ -274,16 +275,12 @@ func Resize(img image.Image, size int) []uint8 {
 	return out
 }
 
-// loadResized decodes one photo file and resizes it.
+// loadResized decodes one photo file as diagnose does (imageio: libjpeg's pixels for JPEGs,
+// EXIF orientation applied) and resizes it.
 func loadResized(path string, size int) ([]uint8, error) {
-	f, err := os.Open(path)
+	img, _, err := imageio.DecodeFile(path, imageio.DefaultLimits())
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w", path, err)
 	}
 	return Resize(img, size), nil
 }
@@ -294,7 +291,9 @@ type Pixels struct {
 	Data [][]uint8
 }
 
-const cacheMagic = "ACDTCM-PIXCACHE-1"
+// cacheMagic versions the cache: 2 since photos are decoded by imageio (libjpeg's JPEG pixels),
+// so caches written with Go's own JPEG colour conversion are not reused.
+const cacheMagic = "ACDTCM-PIXCACHE-2"
 
 // cacheKey identifies a pixel cache by image size and the list of photo paths.
 func cacheKey(samples []Sample, size int) string {
