@@ -182,7 +182,7 @@ func Decode(name string, data []byte, lim Limits) (image.Image, Config, error) {
 	switch cfg.Format {
 	case FormatJPEG:
 		img, err = jpeg.Decode(r)
-		if y, ok := img.(*image.YCbCr); ok && err == nil && y.Rect.Min == (image.Point{}) {
+		if y, ok := img.(*image.YCbCr); ok && err == nil {
 			img = libjpegRGB(y) // the pixels PIL (libjpeg) gives, not Go's box-upsampled ones
 		}
 	case FormatPNG:

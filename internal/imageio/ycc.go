@@ -42,8 +42,12 @@ func clampByte(v int32) uint8 {
 
 // libjpegRGB converts a decoded JPEG's YCbCr image to RGB the way libjpeg does by default
 // (fancy upsampling for 4:2:0 and 4:2:2, its colour tables for every ratio it handles). Other
-// subsampling ratios are returned unchanged.
+// subsampling ratios, and images not anchored at the origin (image/jpeg never returns one),
+// are returned unchanged.
 func libjpegRGB(src *image.YCbCr) image.Image {
+	if src.Rect.Min != (image.Point{}) {
+		return src
+	}
 	var hShift, vShift int
 	switch src.SubsampleRatio {
 	case image.YCbCrSubsampleRatio444:

@@ -216,21 +216,22 @@ func (t *LoRATrainer) prepare() error {
 				return fmt.Errorf("module %s has no %s", mod, name)
 			}
 			t.params = append(t.params, v)
-			var stateErr error
-			state := func(kind string) *context.Variable {
-				sv := t.Model.Ctx.InAbsPath("/optimizer"+sc(mod)+"/"+name).Checked(false).
-					VariableWithValue(kind, tensors.FromShape(v.Shape())).SetTrainable(false)
-				if err := sv.SetValue(tensors.FromShape(v.Shape())); err != nil { // zero, also when reused
-					stateErr = fmt.Errorf("optimizer state of %s: %w", mod, err)
-				}
-				return sv
+			scope := "/optimizer" + sc(mod) + "/" + name
+			m, err := t.zeroState(scope, "exp_avg", v)
+			if err != nil {
+				return err
 			}
-			t.m, t.v = append(t.m, state("exp_avg")), append(t.v, state("exp_avg_sq"))
+			sq, err := t.zeroState(scope, "exp_avg_sq", v)
+			if err != nil {
+				return err
+			}
+			t.m, t.v = append(t.m, m), append(t.v, sq)
 			if t.Cfg.GradAccum > 1 {
-				t.acc = append(t.acc, state("grad_sum"))
-			}
-			if stateErr != nil {
-				return stateErr
+				sum, err := t.zeroState(scope, "grad_sum", v)
+				if err != nil {
+					return err
+				}
+				t.acc = append(t.acc, sum)
 			}
 		}
 	}
@@ -241,6 +242,16 @@ func (t *LoRATrainer) prepare() error {
 	c := t.Cfg
 	t.opts = qwen.LossOptions{GradeLossWeight: c.GradeLossWeight, LabelSmoothing: c.LabelSmoothing, ClassWeights: c.ClassWeights, GradeTokenIDs: t.gradeID}
 	return t.buildExecs()
+}
+
+// zeroState returns the optimizer variable name in scope for parameter p, set to zeros (also
+// when an earlier trainer on the same model left values in it).
+func (t *LoRATrainer) zeroState(scope, name string, p *context.Variable) (*context.Variable, error) {
+	sv := t.Model.Ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, tensors.FromShape(p.Shape())).SetTrainable(false)
+	if err := sv.SetValue(tensors.FromShape(p.Shape())); err != nil {
+		return nil, fmt.Errorf("optimizer state %s/%s: %w", scope, name, err)
+	}
+	return sv, nil
 }
 
 // VisionModules is the number of adapted vision-tower modules: 0 (the default, language model
