@@ -28,6 +28,9 @@ type trainOptions struct {
 	ExportDir string
 	Progress  bool
 	Layers    string
+	// lossTypeDensity and lossTypeCount hold --loss-type-density/--loss-type-count; they
+	// apply only when set (see grader.LossWeights).
+	lossTypeDensity, lossTypeCount float64
 	grader.TrainConfig
 	// isSet reports whether a flag was given on the command line, in the environment or in
 	// a config file (so trainer kinds can apply their own defaults to shared flags).
@@ -121,6 +124,8 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.Float64Var(&opts.Loss.Count, "loss-count", d.Loss.Count, "weight of the log-count loss")
 	f.Float64Var(&opts.Loss.Grade, "loss-grade", d.Loss.Grade, "weight of the grade cross-entropy")
 	f.Float64Var(&opts.Loss.LabelSmoothing, "label-smoothing", d.Loss.LabelSmoothing, "grade label smoothing")
+	f.Float64Var(&opts.lossTypeDensity, "loss-type-density", 1, "when set (with --loss-type-count): the density loss is on the total-lesion map, plus the per-type maps at this relative weight; unset: per-type maps only (grader v1.0-v1.2)")
+	f.Float64Var(&opts.lossTypeCount, "loss-type-count", 1, "when set (with --loss-type-density): the count loss is on the total count, plus the per-type counts at this relative weight; unset: per-type counts + total (grader v1.0-v1.2)")
 	for _, hook := range trainFlagHooks {
 		hook(f)
 	}
@@ -176,6 +181,16 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 	}
 	cfg := opts.TrainConfig
 	cfg.Model.Layers = layers
+	td, tc := opts.isSet("loss-type-density"), opts.isSet("loss-type-count")
+	if td != tc {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--loss-type-density and --loss-type-count go together (total-lesion losses plus per-type terms at these weights)")}
+	}
+	if td {
+		if opts.lossTypeDensity < 0 || opts.lossTypeCount < 0 {
+			return &ExitError{Code: 2, Err: fmt.Errorf("--loss-type-density %g / --loss-type-count %g: weights must be >= 0", opts.lossTypeDensity, opts.lossTypeCount)}
+		}
+		cfg.Loss.TypeDensity, cfg.Loss.TypeCount = &opts.lossTypeDensity, &opts.lossTypeCount
+	}
 	log := func(format string, args ...any) {
 		if opts.Progress {
 			fmt.Fprint(app.Err, "\r\033[K")

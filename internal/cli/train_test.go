@@ -65,6 +65,8 @@ func TestTrainCommandErrors(t *testing.T) {
 		{"no data", []string{"train", "--data", ""}, 2, "--data is required"},
 		{"bad layers", []string{"train", "--data", "x", "--layers", "8-2"}, 2, "not channels/stride"},
 		{"missing dataset", []string{"train", "--data", "/nonexistent/acne"}, 2, "nonexistent"},
+		{"type loss weight alone", []string{"train", "--data", "x", "--loss-type-density", "0.1"}, 2, "go together"},
+		{"negative type loss weight", []string{"train", "--data", "x", "--loss-type-density", "0.1", "--loss-type-count", "-1"}, 2, "must be >= 0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,7 +84,8 @@ func TestTrainCommandEndToEnd(t *testing.T) {
 	writeTinyACNE04(t, data, 14)
 	cfg := filepath.Join(t.TempDir(), "train.yaml")
 	yaml := "train:\n  data: " + data + "\n  out: " + out + "\n  cache-dir: " + filepath.Join(out, "cache") +
-		"\n  input-size: 32\n  patch: 2\n  patch-out: 4\n  layers: 8/2,8/1\n  grade-hidden: 8\n  epochs: 3\n  batch-size: 4\n  holdout-frac: 0.2\n  warmup-steps: 0\n"
+		"\n  input-size: 32\n  patch: 2\n  patch-out: 4\n  layers: 8/2,8/1\n  grade-hidden: 8\n  epochs: 3\n  batch-size: 4\n  holdout-frac: 0.2\n  warmup-steps: 0\n" +
+		"  loss-type-density: 0.1\n  loss-type-count: 0.05\n"
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +97,10 @@ func TestTrainCommandEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "trained 3 epochs") || !strings.Contains(stdout.String(), "valid (14 photos)") {
 		t.Errorf("stdout %q", stdout.String())
+	}
+	// The total-lesion losses chosen in the config file are recorded with the run.
+	if cfgJSON, err := os.ReadFile(filepath.Join(out, "config.json")); err != nil || !strings.Contains(string(cfgJSON), `"type_density": 0.1`) {
+		t.Errorf("config.json lacks the config file's loss-type-density: %s (%v)", cfgJSON, err)
 	}
 	f, err := os.Open(filepath.Join(out, "metrics.jsonl"))
 	if err != nil {

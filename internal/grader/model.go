@@ -233,25 +233,37 @@ type LossWeights struct {
 	Count          float64 `json:"count"`
 	Grade          float64 `json:"grade"`
 	LabelSmoothing float64 `json:"label_smoothing"`
+	// TypeDensity and TypeCount, when set, switch the density and count losses to the
+	// total-lesion map and count, with the per-lesion-type terms added at these relative
+	// weights. Unset (configurations written before they existed), the losses are per type
+	// (plus the total count), as grader v1.0-v1.2 were trained.
+	TypeDensity *float64 `json:"type_density,omitempty"`
+	TypeCount   *float64 `json:"type_count,omitempty"`
 }
 
 // Losses builds the training losses: density (per-image sum of squared errors), count
-// (absolute error of log1p counts per type and in total) and grade (class-weighted,
-// label-smoothed cross-entropy). weights are per-sample grade weights [batch].
+// (absolute error of log1p counts) and grade (class-weighted, label-smoothed cross-entropy).
+// weights are per-sample grade weights [batch]. See LossWeights for how the total-lesion and
+// per-type terms are combined.
 func Losses(out Outputs, gtDensity, gtCounts, gtGrade, weights *Node, lw LossWeights) (total, dens, count, grade *Node) {
-	g := out.Density.Graph()
 	b := float64(out.Density.Shape().Dimensions[0])
-	dens = DivScalar(ReduceAllSum(Square(Sub(out.Density, gtDensity))), b)
-	lp, lt := Log1p(out.Counts), Log1p(gtCounts)
-	perType := ReduceSum(Abs(Sub(lp, lt)), 1)
+	sse := func(p, t *Node) *Node { return DivScalar(ReduceAllSum(Square(Sub(p, t))), b) }
+	perTypeDens := sse(out.Density, gtDensity)
+	perType := ReduceSum(Abs(Sub(Log1p(out.Counts), Log1p(gtCounts))), 1)
 	tot := Abs(Sub(Log1p(ReduceSum(out.Counts, 1)), Log1p(ReduceSum(gtCounts, 1))))
-	count = ReduceAllMean(Add(perType, tot))
+	if lw.TypeDensity == nil || lw.TypeCount == nil {
+		dens = perTypeDens
+		count = ReduceAllMean(Add(perType, tot))
+	} else {
+		totalDens := sse(ReduceSum(out.Density, -1), ReduceSum(gtDensity, -1))
+		dens = Add(totalDens, MulScalar(perTypeDens, *lw.TypeDensity))
+		count = ReduceAllMean(Add(tot, MulScalar(perType, *lw.TypeCount)))
+	}
 	onehot := OneHot(gtGrade, NumGrades, out.Logits.DType())
 	eps := lw.LabelSmoothing
 	target := AddScalar(MulScalar(onehot, 1-eps), eps/NumGrades)
 	ce := Neg(ReduceSum(Mul(target, LogSoftmax(out.Logits, -1)), 1))
 	grade = Div(ReduceAllSum(Mul(ce, weights)), MaxScalar(ReduceAllSum(weights), 1e-6))
 	total = Add(Add(MulScalar(dens, lw.Density), MulScalar(count, lw.Count)), MulScalar(grade, lw.Grade))
-	_ = g
 	return
 }
