@@ -197,9 +197,6 @@ def main():
     idx_valid = [i for i, r in enumerate(recs) if r["split"] == "valid"]
     model = Counter(a.patch, a.patch_out, layers, a.groups, not a.no_highpass, a.head_hidden, 4 if a.per_type else 1)
     nparams = sum(p.numel() for p in model.parameters())
-    flops = 0
-    with torch.no_grad():
-        pass
     print(f"[{a.tag}] {nparams} params, grid {grid}, train {len(idx_train)} holdout {len(idx_hold)} valid {len(idx_valid)}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.wd)
     steps_per_epoch = len(idx_train) // a.batch
@@ -239,12 +236,12 @@ def main():
             b = order[bi * a.batch:(bi + 1) * a.batch]
             xb = X[b].float()
             db = D[b]
-            if True:  # flip + brightness, as the Go trainer
-                flip = torch.rand(len(b)) < 0.5
-                xb[flip] = torch.flip(xb[flip], [3])
-                db = db.clone(); db[flip] = torch.flip(db[flip], [3])
-                gain = 1 + (torch.rand(len(b), 1, 1, 1) * 2 - 1) * 0.15
-                xb = (xb * gain).clamp(max=255)
+            # Flip + brightness, as the Go trainer.
+            flip = torch.rand(len(b)) < 0.5
+            xb[flip] = torch.flip(xb[flip], [3])
+            db = db.clone(); db[flip] = torch.flip(db[flip], [3])
+            gain = 1 + (torch.rand(len(b), 1, 1, 1) * 2 - 1) * 0.15
+            xb = (xb * gain).clamp(max=255)
             for g_ in opt.param_groups:
                 g_["lr"] = lr_at(step)
             pd = model(xb)
