@@ -15,6 +15,8 @@ build:
 # The README's first command: build, then diagnose the sample photos with the built-in grader.
 demo: build
 	$(BIN) diagnose testdata/samples
+	$(BIN) diagnose testdata/samples/acne04-levle2_102.jpg --age 22 --gender male \
+		--description "oily skin, red swollen painful pimples, constipation, bad breath, yellow greasy tongue coating"
 
 # Retrain the built-in grader from a clean checkout (needs ../shared/datasets/acne04-detection):
 # one run of 16 epochs (one cosine cycle; 1 h 13 min on 2 cores for the shipped v1.3.0 weights),

@@ -74,7 +74,9 @@ func newDatasetImportCmd(app *App) *cobra.Command {
 
   acne04-voc   ACNE04 Roboflow VOC export: SRC/train, SRC/valid (or one such folder) of
                levle<G>_<ID>_jpg.rf.<hash>.jpg + Pascal VOC XML; G = Hayashi grade,
-               source_id = G_ID, boxes mapped to comedone/papule/pustule/nodule.
+               source_id = G_ID, boxes mapped to comedone/papule/pustule/nodule (in this
+               export each photo's boxes carry the one type its grade dictates: see
+               dataset validate's type_grade warning).
   imagefolder  SRC/<class>/*.jpg or SRC/<split>/<class>/*.jpg; class = grade number or
                name (mild, moderate, ...) on --scale.
   json         one annotation JSON (the manifest record schema) per image, beside the image

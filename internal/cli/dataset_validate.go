@@ -68,6 +68,9 @@ it names, and reports problems without changing anything:
                   affine fit that at least --match-inliers keypoints must agree with; linked
                   pairs chain into groups. A warning when a group spans splits.
   source_leak     one source_id in several splits
+  type_grade      a warning when the lesion types only mirror the grade (each photo's lesions
+                  have one type, a different one per grade, as in ACNE04's Roboflow export):
+                  a model cannot learn lesion types from such labels
 
 The text report has a summary table, the findings grouped by check, class balance per split,
 lesion statistics and duplicate groups; --json prints the full report.

@@ -483,7 +483,7 @@ ignored.`,
 	f.StringVar(&opts.Grade, "grade", "", "predicted grade (a number, or I-IV on cn2019)")
 	f.StringVar(&opts.Scale, "scale", "hayashi", "scale of --grade: hayashi, clinical4 or cn2019")
 	f.Float64SliceVar(&opts.Probs, "probs", nil, "grade probabilities in grade order, e.g. 0.1,0.7,0.15,0.05")
-	f.StringToStringVar(&opts.Lesions, "lesions", nil, "lesion counts by type: comedone, papule, pustule, nodule (e.g. papule=8,nodule=1)")
+	f.StringToStringVar(&opts.Lesions, "lesions", nil, "lesion counts by type: comedone, papule, pustule, nodule, or lesion for untyped ones (e.g. papule=8,nodule=1)")
 	f.IntVar(&opts.Age, "age", -1, "patient age in years")
 	f.StringVar(&opts.Gender, "gender", "", "patient gender: female or male")
 	f.StringVar(&opts.Symptoms, "symptoms", "", "free-text symptoms, Chinese and/or English")

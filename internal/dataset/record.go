@@ -22,6 +22,14 @@ const (
 // LesionTypes lists the canonical lesion types in a stable order.
 var LesionTypes = []string{LesionComedone, LesionPapule, LesionPustule, LesionNodule}
 
+// LesionUnspecified is the type a model reports for lesions it counts without telling their
+// type: the built-in grader does so when its training labels' lesion types only mirrored the
+// grade (TypesMirrorGrade). It is a prediction type, never an annotation type.
+const LesionUnspecified = "lesion"
+
+// ReportedLesionTypes lists the types a prediction may report, in output order.
+var ReportedLesionTypes = append(append([]string(nil), LesionTypes...), LesionUnspecified)
+
 // Record is one annotated image.
 type Record struct {
 	ImageID     string       `json:"image_id"`

@@ -55,6 +55,22 @@ func LesionIndex(name string) int {
 	return -1
 }
 
+// typedLesionLabels tells whether the lesion types of samples' boxes say more than the grade
+// (dataset.LesionTypesInformative), so that a model can learn lesion types from them.
+func typedLesionLabels(samples []Sample) (typed bool, why string) {
+	photos := make([]dataset.GradeTypes, len(samples))
+	for i, s := range samples {
+		photos[i].Grade = "grade " + strconv.Itoa(s.Grade)
+		for _, b := range s.Boxes {
+			if b.Type >= 0 && b.Type < NumTypes {
+				photos[i].Types = append(photos[i].Types, dataset.LesionTypes[b.Type])
+			}
+		}
+	}
+	typed, _, why = dataset.LesionTypesInformative(photos)
+	return typed, why
+}
+
 // LoadSamples reads labelled photos from path: a manifest (file or directory holding
 // manifest.jsonl) or, as a fallback, an ACNE04 Pascal VOC export directory with train/ and
 // valid/ subdirectories. Records without a Hayashi grade are skipped and counted in skipped.

@@ -95,7 +95,7 @@ func TestForwardShapes(t *testing.T) {
 		t.Fatalf("got %d predictions, want 3", len(preds))
 	}
 	for i, p := range preds {
-		if len(p.Probabilities) != NumGrades || len(p.LesionCounts) != NumTypes {
+		if len(p.Probabilities) != NumGrades || len(p.LesionCounts) != 1 { // untyped: the total only
 			t.Fatalf("prediction %d: %d probabilities, %d counts", i, len(p.Probabilities), len(p.LesionCounts))
 		}
 		var sum float64

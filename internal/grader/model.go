@@ -56,6 +56,12 @@ type ModelConfig struct {
 	HighPass    bool    `json:"highpass"`     // add the local redness and darkness input channels (features.go)
 	GradeHidden int     `json:"grade_hidden"` // hidden units of the grade head
 	Sigma       float64 `json:"sigma"`        // density target Gaussian sigma, in cells
+	// TypedCounts is set when the per-type density channels were trained on lesion-type labels
+	// that tell more than the grade (typedLesionLabels), so predictions report counts by type.
+	// When clear (ACNE04's export, whose types only mirror the grade, and every checkpoint
+	// written before the field existed) predictions report the total count and boxes as
+	// dataset.LesionUnspecified. It changes the reporting, not the architecture.
+	TypedCounts bool `json:"typed_counts,omitempty"`
 }
 
 // DefaultModelConfig is the configuration of the built-in grader.

@@ -28,7 +28,7 @@ type Box struct {
 type Prediction struct {
 	Probabilities []float64          // Hayashi grades 0..3
 	Grade         int                // argmax of Probabilities
-	LesionCounts  map[string]float64 // by dataset.LesionTypes
+	LesionCounts  map[string]float64 // by dataset.LesionTypes, or the total as dataset.LesionUnspecified (ModelConfig.TypedCounts)
 	Boxes         []Box              // lesion centres from density peaks, with a typical box size
 }
 
@@ -87,21 +87,44 @@ func decodePredictions(mc ModelConfig, cal *Calibration, b int, dens, counts, pr
 		}
 		p.Grade = argmax(p.Probabilities)
 		var total float64
-		for t, name := range dataset.LesionTypes {
-			p.LesionCounts[name] = float64(counts[i*nt+t])
+		for t := range nt {
 			total += float64(counts[i*nt+t])
 		}
 		if cal != nil {
 			p.Probabilities = cal.Probabilities(total)
 			p.Grade = argmax(p.Probabilities)
 		}
-		for _, pk := range heatmap.Peaks(dens[i*grid*grid*nt:(i+1)*grid*grid*nt], grid, nt, 0.3) {
+		density, types, typeNames := dens[i*grid*grid*nt:(i+1)*grid*grid*nt], nt, dataset.LesionTypes
+		if mc.TypedCounts {
+			for t, name := range typeNames {
+				p.LesionCounts[name] = float64(counts[i*nt+t])
+			}
+		} else {
+			// The type channels mirror the training labels' grade, not lesion types: report the
+			// total, with boxes at the peaks of the summed density.
+			p.LesionCounts[dataset.LesionUnspecified] = total
+			density, types, typeNames = sumChannels(density, nt), 1, []string{dataset.LesionUnspecified}
+		}
+		for _, pk := range heatmap.Peaks(density, grid, types, 0.3) {
 			cx, cy := (float64(pk.Col)+0.5)/float64(grid), (float64(pk.Row)+0.5)/float64(grid)
-			p.Boxes = append(p.Boxes, Box{Type: dataset.LesionTypes[pk.Type], X0: cx - boxSide/2, X1: cx + boxSide/2, Y0: cy - boxSide/2, Y1: cy + boxSide/2, Score: pk.Score})
+			p.Boxes = append(p.Boxes, Box{Type: typeNames[pk.Type], X0: cx - boxSide/2, X1: cx + boxSide/2, Y0: cy - boxSide/2, Y1: cy + boxSide/2, Score: pk.Score})
 		}
 		preds[i] = p
 	}
 	return preds
+}
+
+// sumChannels adds up the c interleaved channels of a [cells][c] map into one [cells] map.
+func sumChannels(m []float32, c int) []float32 {
+	out := make([]float32, len(m)/c)
+	for i := range out {
+		var s float32
+		for _, v := range m[i*c : (i+1)*c] {
+			s += v
+		}
+		out[i] = s
+	}
+	return out
 }
 
 // Model is a loaded grader ready for inference. Predict is safe for concurrent use

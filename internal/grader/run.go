@@ -54,6 +54,13 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	if len(trainS) == 0 {
 		return nil, fmt.Errorf("data %s: no %q photos", cfg.Data, cfg.TrainSplit)
 	}
+	if !cfg.CalibrateOnly {
+		var why string
+		cfg.Model.TypedCounts, why = typedLesionLabels(trainS)
+		if !cfg.Model.TypedCounts {
+			log("lesion types: %s; the model will report the total lesion count only", why)
+		}
+	}
 	bestPath := filepath.Join(cfg.OutDir, "best.ckpt")
 	var savedState TrainState // with CalibrateOnly: the state stored with the best weights
 	if cfg.CalibrateOnly {

@@ -371,7 +371,7 @@ func (t *Trainer) InitFromCheckpoint(ck *Checkpoint, name string) error {
 		return fmt.Errorf("init from %s: the trainer has already taken %d steps", name, t.State.GlobalStep)
 	}
 	have, want := ck.Header.Model, t.Cfg.Model
-	have.InputSize, have.Sigma = want.InputSize, want.Sigma
+	have.InputSize, have.Sigma, have.TypedCounts = want.InputSize, want.Sigma, want.TypedCounts
 	if fmt.Sprint(have) != fmt.Sprint(want) {
 		return fmt.Errorf("init from %s: its architecture %+v differs from the configured %+v (only input size and sigma may differ)", name, ck.Header.Model, t.Cfg.Model)
 	}

@@ -239,7 +239,7 @@ func fill(res *result.DiagnosisResult, info ModelInfo, pred Prediction) {
 // canonical lesion-type order.
 func LesionFindings(pred Prediction) []result.LesionFinding {
 	var out []result.LesionFinding
-	for _, typ := range dataset.LesionTypes {
+	for _, typ := range dataset.ReportedLesionTypes {
 		count, ok := pred.LesionCounts[typ]
 		boxes := pred.Boxes[typ]
 		if !ok && len(boxes) == 0 {

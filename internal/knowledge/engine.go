@@ -19,7 +19,8 @@ type Input struct {
 	Grade severity.Grade `json:"grade"`
 	// Probabilities are the model's grade probabilities, in grade order of Grade.Scale.
 	Probabilities []float64 `json:"probabilities,omitempty"`
-	// Lesions counts lesions by type (lesionTypes: comedone, papule, pustule, nodule).
+	// Lesions counts lesions by type (lesionTypes: comedone, papule, pustule, nodule; "lesion"
+	// for lesions of untold type, which count towards the total only).
 	Lesions map[string]float64 `json:"lesions,omitempty"`
 	// Age in years, when known.
 	Age *int `json:"age,omitempty"`
@@ -200,7 +201,7 @@ func (kb *KB) Analyze(in Input) Analysis {
 	}
 	for _, t := range slices.Sorted(maps.Keys(in.Lesions)) {
 		v := in.Lesions[t]
-		if !slices.Contains(lesionTypes, t) {
+		if !slices.Contains(lesionTypes, t) && t != untypedLesion {
 			a.Notes = append(a.Notes, fmt.Sprintf("unknown lesion type %q ignored", t))
 			continue
 		}
@@ -208,7 +209,9 @@ func (kb *KB) Analyze(in Input) Analysis {
 			a.Notes = append(a.Notes, fmt.Sprintf("invalid %s count %v ignored", t, v))
 			continue
 		}
-		st.lesions[t] = v
+		if t != untypedLesion {
+			st.lesions[t] = v
+		}
 		st.total += v
 	}
 	if in.Constitution != "" {

@@ -385,6 +385,8 @@ func TestReferralTriggers(t *testing.T) {
 		{"young child", Input{Age: intp(7)}, []string{"young_child"}, nil},
 		{"uncertain model", Input{Grade: severity.Grade{Value: 1, Scale: severity.Hayashi}, Probabilities: []float64{0.3, 0.4, 0.2, 0.1}}, []string{"uncertain_grade"}, nil},
 		{"confident model", Input{Grade: severity.Grade{Value: 1, Scale: severity.Hayashi}, Probabilities: []float64{0.1, 0.8, 0.05, 0.05}}, nil, []string{"uncertain_grade"}},
+		{"untyped lesions refer on the grade alone", Input{Grade: severity.Grade{Value: 1, Scale: severity.Hayashi}, Lesions: map[string]float64{"lesion": 40}}, nil,
+			[]string{"nodulocystic", "very_severe"}},
 		{"mild, nothing", Input{Grade: severity.Grade{Value: 0, Scale: severity.Hayashi}, Lesions: map[string]float64{"comedone": 4}}, nil,
 			[]string{"nodulocystic", "very_severe", "scarring", "hyperandrogenism", "uncertain_grade"}},
 	}
@@ -557,6 +559,7 @@ func TestNoduleForcesSevereButPapulesDoNot(t *testing.T) {
 		{"a few papules", map[string]float64{"comedone": 5, "papule": 2}, "1", "II", false},
 		{"pustules", map[string]float64{"papule": 2, "pustule": 1}, "1", "III", false},
 		{"one nodule", map[string]float64{"papule": 2, "nodule": 1}, "3", "IV", true},
+		{"untyped lesions force nothing", map[string]float64{"lesion": 30}, "1", "I", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -569,6 +572,11 @@ func TestNoduleForcesSevereButPapulesDoNot(t *testing.T) {
 			}
 			if got := grade(a, severity.Hayashi); got != "0" {
 				t.Errorf("hayashi %s, want the predicted 0", got)
+			}
+			for _, n := range a.Notes {
+				if strings.Contains(n, "lesion type") {
+					t.Errorf("note %q: every lesion type given is understood", n)
+				}
 			}
 		})
 	}

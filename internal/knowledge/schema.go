@@ -249,3 +249,7 @@ func (p pos) String() string {
 // lesionTypes are the lesion types the engine understands; they equal dataset.LesionTypes (a
 // test checks this; the copy keeps this package independent of the dataset importers).
 var lesionTypes = []string{"comedone", "papule", "pustule", "nodule"}
+
+// untypedLesion is dataset.LesionUnspecified: lesions a model counted without telling their
+// type. They add to the total (so type shares shrink) but meet no type condition.
+const untypedLesion = "lesion"

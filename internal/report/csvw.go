@@ -11,11 +11,12 @@ import (
 )
 
 // csvColumns are the CSV column keys. p0..p3 are the grade probabilities on the result's
-// scale; comedone..nodule the lesion counts; referral the referral codes joined by ";".
+// scale; comedone..nodule the lesion counts by type (empty when the model does not tell types),
+// lesions the total count; referral the referral codes joined by ";".
 var csvColumns = []string{
 	"image", "image_id", "grade", "scale", "label", "confidence",
 	"p0", "p1", "p2", "p3",
-	dataset.LesionComedone, dataset.LesionPapule, dataset.LesionPustule, dataset.LesionNodule,
+	dataset.LesionComedone, dataset.LesionPapule, dataset.LesionPustule, dataset.LesionNodule, "lesions",
 	"syndrome", "formula", "referral", "error",
 }
 
@@ -74,9 +75,16 @@ func (c *csvWriter) Write(r *result.DiagnosisResult) error {
 			row[6+i] = strconv.FormatFloat(p, 'f', 4, 64)
 		}
 	}
+	// No lesion findings: leave the counts empty rather than claim zeros; likewise the
+	// per-type counts when the model reports untyped lesions only.
+	typed, total := false, 0.0
+	for _, l := range r.Lesions {
+		typed = typed || l.Type != dataset.LesionUnspecified
+		total += l.Count
+	}
 	for i, typ := range dataset.LesionTypes {
-		if len(r.Lesions) == 0 {
-			break // no lesion findings: leave the counts empty rather than claim zeros
+		if !typed {
+			break
 		}
 		row[10+i] = "0"
 		for _, l := range r.Lesions {
@@ -85,11 +93,14 @@ func (c *csvWriter) Write(r *result.DiagnosisResult) error {
 			}
 		}
 	}
-	if t := r.TCMAnalysis; t != nil {
-		row[14] = named(lang, t.Syndrome)
-		row[15] = named(lang, t.Formula)
+	if len(r.Lesions) > 0 {
+		row[14] = count(total)
 	}
-	row[16] = referralCodes(r)
+	if t := r.TCMAnalysis; t != nil {
+		row[15] = named(lang, t.Syndrome)
+		row[16] = named(lang, t.Formula)
+	}
+	row[17] = referralCodes(r)
 	return c.flush(c.cw.Write(row))
 }
 

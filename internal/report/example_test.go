@@ -44,7 +44,7 @@ func ExampleNew() {
 		fmt.Println(err)
 	}
 	// Output:
-	// image,image_id,grade,scale,label,confidence,p0,p1,p2,p3,comedone,papule,pustule,nodule,syndrome,formula,referral,error
-	// face.jpg,,0,hayashi,轻度,0.8000,0.8000,0.1500,0.0400,0.0100,,,,,肺经风热证,枇杷清肺饮加减,,
-	// broken.jpg,,,,,,,,,,,,,,,,,decode broken.jpg: unexpected EOF
+	// image,image_id,grade,scale,label,confidence,p0,p1,p2,p3,comedone,papule,pustule,nodule,lesions,syndrome,formula,referral,error
+	// face.jpg,,0,hayashi,轻度,0.8000,0.8000,0.1500,0.0400,0.0100,,,,,,肺经风热证,枇杷清肺饮加减,,
+	// broken.jpg,,,,,,,,,,,,,,,,,,decode broken.jpg: unexpected EOF
 }

@@ -161,5 +161,15 @@ func fixtures(t testing.TB) []*result.DiagnosisResult {
 			DisclaimerZH: "仅供研究使用。",
 			ModelVersion: "qwen2.5-vl-3b-lora-fixture",
 		},
+		{ // a model that counts lesions without telling their type (the built-in grader)
+			ImageID:       "upload-untyped",
+			Diagnosis:     severity.Hayashi.Label(2),
+			Severity:      severity.Grade{Value: 2, Scale: severity.Hayashi},
+			Confidence:    0.58,
+			Probabilities: []float64{0.02, 0.30, 0.58, 0.10},
+			Lesions:       []result.LesionFinding{{Type: "lesion", Count: 23.6}},
+			Disclaimer:    result.Disclaimer,
+			ModelVersion:  "grader-fixture-1",
+		},
 	}
 }

@@ -190,7 +190,7 @@ func (h *htmlWriter) card(r *result.DiagnosisResult, index int) *htmlCard {
 		c.Probs = append(c.Probs, htmlBar{Label: name, Pct: percent(p), Width: barWidth(p), Top: i == r.Severity.Value,
 			Level: gradeLevel(severity.Grade{Value: i, Scale: r.Severity.Scale})})
 	}
-	for _, typ := range dataset.LesionTypes {
+	for _, typ := range dataset.ReportedLesionTypes {
 		for _, l := range r.Lesions {
 			if l.Type == typ {
 				c.Lesions = append(c.Lesions, htmlLesion{Name: lesionName(tx, typ), Count: count(l.Count), Color: lesionCSS(typ)})

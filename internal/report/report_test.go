@@ -148,6 +148,11 @@ func TestCSVColumns(t *testing.T) {
 		{4, "image_id", "upload-7f3a"},
 		{4, "scale", "cn2019"},
 		{4, "papule", "9.2"},
+		{4, "lesions", "15.6"},
+		{1, "lesions", "18"},
+		{5, "lesions", "23.6"},
+		{5, "comedone", ""},
+		{5, "nodule", ""},
 	}
 	for _, tc := range tests {
 		if got := rows[tc.row][col[tc.column]]; got != tc.want {

@@ -95,14 +95,14 @@ func (t *tableWriter) row(r *result.DiagnosisResult) []string {
 	}
 	grade := gradeLabel(r, lang) + "\n(" + gradeCode(r.Severity) + ")"
 	var lesions []string
-	for _, typ := range dataset.LesionTypes {
+	for _, typ := range dataset.ReportedLesionTypes {
 		for _, l := range r.Lesions {
 			if l.Type == typ && l.Count > 0 {
 				lesions = append(lesions, lesionName(tx, typ)+" "+count(l.Count))
 			}
 		}
 	}
-	for _, l := range r.Lesions { // types outside the canonical four, if a model reports any
+	for _, l := range r.Lesions { // types outside the canonical ones, if a model reports any
 		if !isCanonicalLesion(l.Type) && l.Count > 0 {
 			lesions = append(lesions, l.Type+" "+count(l.Count))
 		}
@@ -187,8 +187,10 @@ func wrapCell(cell string, width int) string {
 	return strings.Join(out, "\n")
 }
 
+// isCanonicalLesion tells whether typ is one of the types a prediction may report
+// (dataset.ReportedLesionTypes).
 func isCanonicalLesion(typ string) bool {
-	for _, t := range dataset.LesionTypes {
+	for _, t := range dataset.ReportedLesionTypes {
 		if t == typ {
 			return true
 		}

@@ -70,6 +70,7 @@ var allTexts = map[string]*texts{
 			"papule":   "papules",
 			"pustule":  "pustules",
 			"nodule":   "nodules/cysts",
+			"lesion":   "lesions (untyped)",
 		},
 		categories: map[string]string{
 			"first_line":  "First line",
@@ -139,6 +140,7 @@ var allTexts = map[string]*texts{
 			"papule":   "丘疹",
 			"pustule":  "脓疱",
 			"nodule":   "结节/囊肿",
+			"lesion":   "皮损(未分型)",
 		},
 		categories: map[string]string{
 			"first_line":  "一线治疗",

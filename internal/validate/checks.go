@@ -390,6 +390,29 @@ func (v *validator) checkSourceLeaks() {
 	}
 }
 
+// checkTypeGrade warns, once for the dataset, when the lesion types are a function of the
+// grade (dataset.LesionTypesInformative): a model trained on them learns the grade again, not
+// lesion types.
+func (v *validator) checkTypeGrade() {
+	photos := make([]dataset.GradeTypes, 0, len(v.entries))
+	for _, e := range v.entries {
+		sev := e.rec.Diagnosis.Severity
+		if sev == nil || !sev.Scale.Valid(sev.Value) || len(e.rec.Diagnosis.Lesions) == 0 {
+			continue // label errors are reported by checkRecords
+		}
+		p := dataset.GradeTypes{Grade: fmt.Sprintf("%s %s", sev.Scale, sev.Scale.Format(sev.Value))}
+		for _, l := range e.rec.Diagnosis.Lesions {
+			if slices.Contains(dataset.LesionTypes, l.Type) {
+				p.Types = append(p.Types, l.Type)
+			}
+		}
+		photos = append(photos, p)
+	}
+	if _, mirrors, why := dataset.LesionTypesInformative(photos); mirrors {
+		v.add(SevWarning, CheckTypeGrade, 0, nil, "lesion types: %s; a model cannot learn lesion types from them (acdtcm's grader then reports untyped lesion counts)", why)
+	}
+}
+
 // formatCounts renders a map as "a=1, b=2" in key order.
 func formatCounts(m map[string]int) string {
 	keys := make([]string, 0, len(m))

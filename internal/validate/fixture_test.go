@@ -21,8 +21,8 @@ const fixtureDir = "testdata/fixture"
 // fixtureLines is the manifest of the fixture dataset: good records, one record per kind
 // of problem and one malformed line.
 var fixtureLines = []string{
-	`{"image_id":"a","image":"images/a.png","width":64,"height":64,"patient_info":{"age":24,"gender":"female"},"diagnosis":{"severity":{"value":1,"scale":"hayashi"},"lesion_count":2,"lesions":[{"type":"papule","box":{"x0":4,"y0":4,"x1":12,"y1":10}},{"type":"comedone","box":{"x0":30,"y0":20,"x1":34,"y1":26}}]},"split":"train","source_id":"s1"}`,
-	`{"image_id":"a-flip","image":"images/a-flip.png","width":64,"height":64,"diagnosis":{"severity":{"value":1,"scale":"hayashi"},"lesion_count":2,"lesions":[{"type":"papule","box":{"x0":52,"y0":4,"x1":60,"y1":10}},{"type":"comedone","box":{"x0":30,"y0":20,"x1":34,"y1":26}}]},"split":"train","source_id":"s1"}`,
+	`{"image_id":"a","image":"images/a.png","width":64,"height":64,"patient_info":{"age":24,"gender":"female"},"diagnosis":{"severity":{"value":1,"scale":"hayashi"},"lesion_count":2,"lesions":[{"type":"papule","box":{"x0":4,"y0":4,"x1":12,"y1":10}},{"type":"papule","box":{"x0":30,"y0":20,"x1":34,"y1":26}}]},"split":"train","source_id":"s1"}`,
+	`{"image_id":"a-flip","image":"images/a-flip.png","width":64,"height":64,"diagnosis":{"severity":{"value":1,"scale":"hayashi"},"lesion_count":2,"lesions":[{"type":"papule","box":{"x0":52,"y0":4,"x1":60,"y1":10}},{"type":"papule","box":{"x0":30,"y0":20,"x1":34,"y1":26}}]},"split":"train","source_id":"s1"}`,
 	`{"image_id":"b","image":"images/b.png","width":64,"height":64,"diagnosis":{"severity":{"value":0,"scale":"hayashi"},"lesion_count":1,"lesions":[{"type":"comedone","box":{"x0":10,"y0":10,"x1":14,"y1":14}}]},"split":"train","source_id":"s2"}`,
 	`{"image_id":"c","image":"images/c.png","width":64,"height":64,"diagnosis":{"severity":{"value":2,"scale":"hayashi"}},"split":"valid","source_id":"s3"}`,
 	`{"image_id":"a-copy","image":"images/a-copy.png","width":64,"height":64,"diagnosis":{"severity":{"value":1,"scale":"hayashi"}},"split":"valid","source_id":"s4"}`,

@@ -29,11 +29,12 @@ const (
 	CheckNearDuplicate = "near_duplicate" // perceptually near-identical images
 	CheckAugmented     = "augmented"      // copies of one photo after crop, rotation, flip, ...
 	CheckSourceLeak    = "source_leak"    // one source_id in several splits
+	CheckTypeGrade     = "type_grade"     // lesion types that only mirror the grade
 )
 
 // Checks lists every check in report order.
 var Checks = []string{CheckManifest, CheckSchema, CheckLabel, CheckImage, CheckSize, CheckBox,
-	CheckLesionCount, CheckDuplicate, CheckNearDuplicate, CheckAugmented, CheckSourceLeak}
+	CheckLesionCount, CheckDuplicate, CheckNearDuplicate, CheckAugmented, CheckSourceLeak, CheckTypeGrade}
 
 // Finding is one problem found in the dataset.
 type Finding struct {

@@ -114,6 +114,7 @@ func run(ctx context.Context, path string, opts Options) (*validator, error) {
 		return nil, err
 	}
 	v.checkSourceLeaks()
+	v.checkTypeGrade()
 	v.stats()
 	v.finish()
 	return v, nil

@@ -332,3 +332,50 @@ func TestNearGroupsAndSourceRecovery(t *testing.T) {
 		t.Errorf("source recovery %+v, want %+v", got, want)
 	}
 }
+
+// TestTypeGradeWarning: one dataset-wide warning when the lesion types only mirror the grade
+// (ACNE04's export), none when they vary within a grade.
+func TestTypeGradeWarning(t *testing.T) {
+	other := pngBytes(t, pattern(5, 64, 64))
+	line := func(id string, grade int, types ...string) string {
+		var ls []string
+		for _, ty := range types {
+			ls = append(ls, `{"type":"`+ty+`","box":{"x0":1,"y0":2,"x1":10,"y1":12}}`)
+		}
+		return `{"image_id":"` + id + `","image":"` + id + `.png","width":64,"height":64,"diagnosis":{"severity":{"value":` + itoa(grade) +
+			`,"scale":"hayashi"},"lesions":[` + strings.Join(ls, ",") + `]},"split":"train","source_id":"` + id + `"}`
+	}
+	tests := []struct {
+		name  string
+		lines []string
+		warn  bool
+	}{
+		{"types mirror the grade", []string{goodLine, line("o", 3, "nodule", "nodule")}, true},
+		{"types vary within a grade", []string{goodLine, line("o", 1, "comedone", "papule")}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeDataset(t, map[string][]byte{"good.png": pngBytes(t, pattern(1, 64, 64)), "o.png": other}, tt.lines)
+			rep, err := Run(context.Background(), dir, Options{PHashThreshold: DefaultPHashThreshold, Workers: 2})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			var got []Finding
+			for _, f := range rep.Findings {
+				if f.Check == CheckTypeGrade {
+					got = append(got, f)
+				}
+			}
+			if !tt.warn {
+				if len(got) > 0 {
+					t.Fatalf("unexpected %s findings:\n%s", CheckTypeGrade, dump(got))
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Severity != SevWarning || got[0].Line != 0 ||
+				!strings.Contains(got[0].Message, "nodule in hayashi 3, papule in hayashi 1): the type labels mirror the grade") {
+				t.Fatalf("want one dataset-wide %s warning naming the mapping; got:\n%s", CheckTypeGrade, dump(rep.Findings))
+			}
+		})
+	}
+}

@@ -12,7 +12,7 @@
       tcm: "TCM syndrome differentiation", syndrome: "Syndrome", principle: "Treatment principle", formula: "Reference formula",
       external: "External treatment", lifestyle: "Lifestyle", constitution: "Constitution", referralTitle: "Please see a clinician",
       probs: "Probability per grade", scale: "scale", yes: "yes", no: "no", page: "page", none: "No diagnoses yet.",
-      comedone: "comedones", papule: "papules", pustule: "pustules", nodule: "nodules", lang: "中文",
+      comedone: "comedones", papule: "papules", pustule: "pustules", nodule: "nodules", lesion: "lesions (untyped)", lang: "中文",
     },
     zh: {
       title: "痤疮分级与中西医辅助决策", tabDiagnose: "诊断", tabHistory: "历史记录",
@@ -24,7 +24,7 @@
       tcm: "中医辨证", syndrome: "证型", principle: "治法", formula: "参考方剂",
       external: "外治法", lifestyle: "生活调护", constitution: "体质", referralTitle: "建议就医",
       probs: "各分级概率", scale: "量表", yes: "是", no: "否", page: "页", none: "暂无记录。",
-      comedone: "粉刺", papule: "丘疹", pustule: "脓疱", nodule: "结节", lang: "English",
+      comedone: "粉刺", papule: "丘疹", pustule: "脓疱", nodule: "结节", lesion: "皮损(未分型)", lang: "English",
     },
   };
   const GRADES = {
