@@ -70,6 +70,24 @@ def density_target(centres, grid, sigma):
     return t
 
 
+def zoom(xb, db, jitter):
+    """Random per-photo zoom by z, log-uniform in [1/(1+jitter), 1+jitter], at a random position:
+    z > 1 crops a 1/z window and enlarges it, z < 1 shrinks the photo onto black. The density maps
+    are resampled with the same transform and scaled by 1/z^2 so each lesion keeps unit mass
+    (lesions cropped away leave it)."""
+    n = len(xb)
+    z = torch.exp((torch.rand(n) * 2 - 1) * math.log(1 + jitter))
+    room = (1 - 1 / z).abs()  # how far the window (z > 1) or the shrunk photo (z < 1) can move
+    tx, ty = (torch.rand(n) * 2 - 1) * room, (torch.rand(n) * 2 - 1) * room
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = 1 / z, 1 / z, tx, ty
+    gx = F.affine_grid(theta, list(xb.shape), align_corners=False)
+    gd = F.affine_grid(theta, list(db.shape), align_corners=False)
+    xb = F.grid_sample(xb, gx, mode="bilinear", padding_mode="zeros", align_corners=False)
+    db = F.grid_sample(db, gd, mode="bilinear", padding_mode="zeros", align_corners=False) / (z * z).view(n, 1, 1, 1)
+    return xb, db
+
+
 def features(x, highpass):
     """x: uint8-valued float tensor [b, 3, s, s] -> normalised RGB (+ redness, darkness highpass)."""
     rgb = (x / 255 - 0.5) / 0.25
@@ -169,6 +187,9 @@ def main():
     ap.add_argument("--grade-loss", type=float, default=0, help="weight of acdtcm's grade head cross-entropy (0: no grade loss)")
     ap.add_argument("--type-weight", type=float, default=1, help="with --per-type: weight of the per-type count terms")
     ap.add_argument("--type-density", type=float, default=1, help="with --per-type: weight of the per-type density SSE relative to --loss-density (the rest is on the total density)")
+    ap.add_argument("--scale-jitter", type=float, default=0,
+                    help="random zoom per photo, log-uniform in [1/(1+S), 1+S] (zoom-in crops, zoom-out pads with black); "
+                         "the density follows (resampled, mass-preserving) and the count target is its new sum")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--score-valid", action="store_true")
@@ -242,6 +263,11 @@ def main():
             db = db.clone(); db[flip] = torch.flip(db[flip], [3])
             gain = 1 + (torch.rand(len(b), 1, 1, 1) * 2 - 1) * 0.15
             xb = (xb * gain).clamp(max=255)
+            cb, tcb = C[b], TC[b]
+            if a.scale_jitter > 0:
+                xb, db = zoom(xb, db, a.scale_jitter)
+                tcb = db.sum((2, 3)) if a.per_type else tcb
+                cb = db.sum((1, 2, 3))
             for g_ in opt.param_groups:
                 g_["lr"] = lr_at(step)
             pd = model(xb)
@@ -249,13 +275,13 @@ def main():
                 ld = ((pd.sum(1) - db.sum(1)) ** 2).sum() / len(b) + a.type_density * ((pd - db) ** 2).sum() / len(b)
             else:
                 ld = ((pd - db) ** 2).sum() / len(b)
-            lc = (torch.log1p(pd.sum((1, 2, 3))) - torch.log1p(C[b])).abs().mean()
+            lc = (torch.log1p(pd.sum((1, 2, 3))) - torch.log1p(cb)).abs().mean()
             loss = a.loss_density * ld + a.count_weight * lc
             if a.grade_loss > 0:
                 gl = F.cross_entropy(model.grade_logits(pd), G[b], weight=class_w, label_smoothing=0.1)
                 loss = loss + a.grade_loss * gl
             if a.per_type:
-                lt = (torch.log1p(pd.sum((2, 3))) - torch.log1p(TC[b])).abs().sum(1).mean()
+                lt = (torch.log1p(pd.sum((2, 3))) - torch.log1p(tcb)).abs().sum(1).mean()
                 loss = loss + a.type_weight * lt
             opt.zero_grad(); loss.backward(); opt.step()
             tot += loss.item(); step += 1
