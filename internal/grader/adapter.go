@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/grader/weights"
 	"github.com/acdtcm/acdtcm/internal/infer"
 	"github.com/acdtcm/acdtcm/internal/severity"
@@ -78,7 +79,11 @@ func (a *InferModel) Info() infer.ModelInfo {
 	if a.M.native != nil {
 		backend = "go-native" // the native engine (native.go), not GoMLX's graph
 	}
-	info := infer.ModelInfo{Name: name, Version: a.Version, Backend: backend, Scale: severity.Hayashi, Quantization: a.Quantization, Metrics: a.M.Metrics}
+	info := infer.ModelInfo{Name: name, Version: a.Version, Backend: backend, Scale: severity.Hayashi, Quantization: a.Quantization, Metrics: a.M.Metrics,
+		LesionTypes: []string{dataset.LesionUnspecified}}
+	if a.M.Config.TypedCounts {
+		info.LesionTypes = dataset.LesionTypes
+	}
 	if info.Version == "" && a.M.builtin {
 		info.Version = BuiltinVersion()
 	}

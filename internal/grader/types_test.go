@@ -79,3 +79,19 @@ func TestDecodePredictionsTypedAndUntyped(t *testing.T) {
 		}
 	}
 }
+
+func TestInferModelInfoLesionTypes(t *testing.T) {
+	tests := []struct {
+		typed bool
+		want  []string
+	}{
+		{false, []string{dataset.LesionUnspecified}},
+		{true, dataset.LesionTypes},
+	}
+	for _, tc := range tests {
+		m := &Model{Config: ModelConfig{TypedCounts: tc.typed}}
+		if got := (&InferModel{M: m}).Info().LesionTypes; !slices.Equal(got, tc.want) {
+			t.Errorf("typed counts %v: Info().LesionTypes = %v, want %v", tc.typed, got, tc.want)
+		}
+	}
+}

@@ -20,13 +20,18 @@ type ModelInfo struct {
 	Scale        severity.Scale     `json:"scale"`
 	Quantization string             `json:"quantization,omitempty"`
 	Metrics      map[string]float64 `json:"metrics,omitempty"`
+	// LesionTypes lists the lesion types the model's counts come in: dataset.LesionTypes, or
+	// [dataset.LesionUnspecified] for a model that counts without telling types; empty when
+	// the model reports no counts.
+	LesionTypes []string `json:"lesion_types,omitempty"`
 }
 
 // Prediction is a model's raw output for one photo.
 type Prediction struct {
 	// Probabilities has one entry per grade of ModelInfo.Scale.
 	Probabilities []float64
-	// LesionCounts maps lesion type (dataset.LesionTypes) to its estimated count; may be nil.
+	// LesionCounts maps lesion type (dataset.LesionTypes, or dataset.LesionUnspecified for
+	// untyped counts) to its estimated count; may be nil.
 	LesionCounts map[string]float64
 	// Boxes maps lesion type to boxes in pixels of the original image; may be nil.
 	Boxes map[string][]Box
