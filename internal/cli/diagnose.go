@@ -196,6 +196,10 @@ func donePhotos(path, format string, retryFailed bool) (done map[string]bool, re
 		}
 		errCol := -1
 		if len(rows) > 0 {
+			if want := report.CSVColumns(); !slices.Equal(rows[0], want) {
+				return nil, 0, fmt.Errorf("--resume: %s has the columns %s, but this acdtcm writes %s (an older version wrote it?): write to a new file",
+					path, strings.Join(rows[0], ","), strings.Join(want, ","))
+			}
 			errCol = slices.Index(rows[0], "error")
 		}
 		for i, row := range rows {

@@ -178,6 +178,15 @@ func TestDiagnoseShardsAndResume(t *testing.T) {
 	if strings.Count(string(csvData), "image,image_id") != 1 || strings.Count(string(csvData), "\n") != 1+len(all) {
 		t.Errorf("resumed CSV:\n%s", csvData)
 	}
+	// A CSV with another build's columns is refused, not appended to with rows of another width.
+	oldCSV := filepath.Join(dir, "old.csv")
+	if err := os.WriteFile(oldCSV, []byte("image,image_id,grade,scale,label,confidence,p0,p1,p2,p3,comedone,papule,pustule,nodule,syndrome,formula,referral,error\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runArgs(t, "diagnose", "--model", model, "--format", "csv", "--output", oldCSV, "--resume", photos); code == 0 ||
+		!strings.Contains(stderr, "old.csv has the columns") {
+		t.Errorf("resume onto an older CSV: exit %d, stderr %q; want a refusal naming the file", code, stderr)
+	}
 }
 
 // TestDiagnoseResumeRetryFailed: --resume keeps a failed photo's record; with --retry-failed

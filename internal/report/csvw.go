@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
@@ -19,6 +20,9 @@ var csvColumns = []string{
 	dataset.LesionComedone, dataset.LesionPapule, dataset.LesionPustule, dataset.LesionNodule, "lesions",
 	"syndrome", "formula", "referral", "error",
 }
+
+// CSVColumns returns the CSV header this build writes (a copy).
+func CSVColumns() []string { return slices.Clone(csvColumns) }
 
 // csvWriter writes one flat row per result.
 type csvWriter struct {
