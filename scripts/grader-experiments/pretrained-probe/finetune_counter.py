@@ -1,0 +1,208 @@
+"""Does a pretrained backbone count ACNE04 lesions better? A feasibility probe outside the product.
+
+The first blocks of nsfwjs 4.4.0's MobileNetV2 (MIT; ImageNet-initialised Keras MobileNetV2
+fine-tuned by its authors on 5 NSFW classes), up to block_5_add (stride 8: a 28x28x32 map at
+224 px), fine-tuned end to end as a lesion-density counter with a small head, with the losses,
+data, augmentation, holdout and calibration of the PyTorch replica
+(../torch-capacity/explore.py: total-lesion density SSE x10 + |log1p count| x2, flip +
+brightness, 10% of train sources held out with seed 42, three count thresholds fitted on the
+training photos). BatchNorm statistics stay frozen (the pretrained ones); every weight trains.
+
+    cd "$(mktemp -d)" && npm pack nsfwjs@4.4.0 && tar xzf nsfwjs-4.4.0.tgz
+    node scripts/grader-experiments/pretrained-probe/dump_weights.js package/dist/models/mobilenet_v2 /tmp/mnv2
+    MNV2_DIR=/tmp/mnv2 /usr/bin/python3 scripts/grader-experiments/pretrained-probe/finetune_counter.py --epochs 10
+
+Writes /tmp/torch-capacity/<tag>.json like explore.py. Never reads the valid split.
+
+Status (2026-11-27): the model was checked to run forward and backward (74 k parameters in the
+counter); the training loop has not been run yet: on the 2-core VM one step of 16 photos takes ~9-10 s (PyTorch
+1.13's CPU depthwise convolutions at 112x112), ~27 min per epoch, so it is a job for the device
+machine (`--device cuda`; its PyTorch has CUDA) or a longer session.
+"""
+import argparse
+import importlib.util
+import json
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("explore", os.path.join(HERE, "..", "torch-capacity", "explore.py"))
+explore = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(explore)
+
+
+class PretrainedCounter(nn.Module):
+    """MobileNetV2 (Keras topology interpreted layer by layer) up to `stop`, then a density head."""
+
+    def __init__(self, mnv2_dir, stop="block_5_add", head=64):
+        super().__init__()
+        man = json.load(open(os.path.join(mnv2_dir, "manifest.json")))
+        raw = np.fromfile(os.path.join(mnv2_dir, "weights.bin"), dtype=np.float32)
+        self.w = nn.ParameterDict()
+        self.stats = {}
+        off = 0
+        for e in man:
+            n = int(np.prod(e["shape"]))
+            t = torch.from_numpy(raw[off:off + n].reshape(e["shape"]).copy())
+            off += n
+            key = e["name"].replace("/", "__")
+            if e["name"].endswith(("moving_mean", "moving_variance")):
+                self.stats[e["name"]] = t  # frozen BatchNorm statistics
+            else:
+                self.w[key] = nn.Parameter(t)
+        self.layers = []
+        for l in json.load(open(os.path.join(mnv2_dir, "topology.json"))):
+            self.layers.append(l)
+            if l["config"]["name"] == stop:
+                break
+        used = {l["config"]["name"] for l in self.layers}
+        for key in list(self.w.keys()):
+            if key.split("__")[0] not in used:
+                del self.w[key]  # the layers after `stop` are not part of the counter
+        ch = self.w["block_5_project_BN__gamma"].shape[0] if stop == "block_5_add" else None
+        self.head = nn.Sequential(nn.Conv2d(ch, head, 3, padding=1), nn.GroupNorm(4, head), nn.ReLU(), nn.Conv2d(head, 1, 1))
+        nn.init.constant_(self.head[-1].bias, 0.541)
+
+    def W(self, name):
+        return self.w[name.replace("/", "__")]
+
+    def backbone(self, x):
+        t = {"input_1": x}
+        y = x
+        for l in self.layers:
+            c, cfg, name = l["class_name"], l["config"], l["config"]["name"]
+            if c == "InputLayer":
+                continue
+            ins = [t[i[0]] for i in l["inbound_nodes"][0]]
+            h = ins[0]
+            if c == "ZeroPadding2D":
+                (t0, b0), (l0, r0) = cfg["padding"]
+                y = F.pad(h, (l0, r0, t0, b0))
+            elif c in ("Conv2D", "DepthwiseConv2D"):
+                s = cfg["strides"][0]
+                if c == "Conv2D":
+                    k, groups = self.W(name + "/kernel").permute(3, 2, 0, 1), 1
+                else:
+                    k, groups = self.W(name + "/depthwise_kernel").permute(2, 3, 0, 1), h.shape[1]
+                pad = k.shape[2] // 2 if cfg["padding"] == "same" else 0
+                bias = self.w[(name + "/bias").replace("/", "__")] if (name + "__bias") in self.w else None
+                y = F.conv2d(h, k, bias, stride=s, padding=pad, groups=groups)
+            elif c == "BatchNormalization":
+                y = F.batch_norm(h, self.stats[name + "/moving_mean"], self.stats[name + "/moving_variance"],
+                                 self.W(name + "/gamma"), self.W(name + "/beta"), False, 0.0, cfg["epsilon"])
+            elif c == "ReLU":
+                y = torch.clamp(h, 0, cfg.get("max_value") or 1e30)
+            elif c == "Add":
+                y = ins[0] + ins[1]
+            else:
+                raise ValueError(c)
+            t[name] = y
+        return y
+
+    def forward(self, x):
+        """x: uint8-valued float [b, 3, s, s] -> lesion density [b, 1, s/8, s/8]."""
+        return F.softplus(self.head(self.backbone(x / 255.0))) / 100.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--manifest", default="data/acne04/manifest.jsonl")
+    ap.add_argument("--mnv2", default=os.environ.get("MNV2_DIR", "/tmp/mnv2"))
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--wd", type=float, default=1e-4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tag", default="mnv2-counter")
+    ap.add_argument("--out", default="/tmp/torch-capacity")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed); random.seed(a.seed); np.random.seed(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    pixels, recs = explore.load_photos(a.manifest, 224, os.path.join(a.out, "photos-224.npz"))
+    grid = 28
+    dens = np.stack([explore.density_target(r["centres"], grid, 1.0) for r in recs]).sum(1, keepdims=True)
+    counts = np.array([r["count"] for r in recs], np.float32)
+    grades = np.array([r["grade"] for r in recs])
+    sources = sorted({r["source"] for r in recs if r["split"] == "train"})
+    hold_src = set(random.Random(42).sample(sources, max(1, len(sources) // 10)))  # explore.py's holdout
+    idx_train = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] not in hold_src]
+    idx_hold = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] in hold_src]
+    dev = torch.device(a.device)
+    model = PretrainedCounter(a.mnv2)
+    model.stats = {k: v.to(dev) for k, v in model.stats.items()}
+    model.to(dev)
+    nparams = sum(p.numel() for p in model.parameters())
+    print(f"[{a.tag}] {nparams} params, train {len(idx_train)} holdout {len(idx_hold)}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.wd)
+    steps_per_epoch = len(idx_train) // a.batch
+    total, warm = steps_per_epoch * a.epochs, 30
+
+    def lr_at(step):
+        if step < warm:
+            return a.lr * (step + 1) / warm
+        p = (step - warm) / max(1, total - warm)
+        return a.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    X = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    D, C = torch.from_numpy(dens), torch.from_numpy(counts)
+
+    def predict(idx):
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(idx), 32):
+                xb = X[idx[i:i + 32]].float().to(dev)
+                out.append(((model(xb).sum((1, 2, 3)) + model(torch.flip(xb, [3])).sum((1, 2, 3))) / 2).cpu())
+        model.train()
+        return torch.cat(out).numpy()
+
+    step, log = 0, []
+    for ep in range(1, a.epochs + 1):
+        t0 = time.time()
+        order = list(idx_train)
+        random.shuffle(order)
+        tot = 0.0
+        for bi in range(steps_per_epoch):
+            b = order[bi * a.batch:(bi + 1) * a.batch]
+            xb, db = X[b].float().to(dev), D[b].clone().to(dev)
+            flip = (torch.rand(len(b)) < 0.5).to(dev)
+            xb[flip] = torch.flip(xb[flip], [3])
+            db[flip] = torch.flip(db[flip], [3])
+            xb = (xb * (1 + (torch.rand(len(b), 1, 1, 1, device=dev) * 2 - 1) * 0.15)).clamp(max=255)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            pd = model(xb)
+            ld = ((pd - db) ** 2).sum() / len(b)
+            lc = (torch.log1p(pd.sum((1, 2, 3))) - torch.log1p(C[b].to(dev))).abs().mean()
+            loss = 10 * ld + 2 * lc
+            opt.zero_grad(); loss.backward(); opt.step()
+            tot += loss.item(); step += 1
+        ph = predict(idx_hold)
+        rec = dict(epoch=ep, loss=tot / steps_per_epoch, hold_spearman=explore.spearman(ph, counts[idx_hold]),
+                   hold_mae=float(np.abs(ph - counts[idx_hold]).mean()), secs=time.time() - t0)
+        log.append(rec)
+        print(json.dumps(rec), flush=True)
+    pt = predict(idx_train)
+    th, tracc = explore.fit_thresholds(np.log1p(pt), grades[idx_train])
+    ph = predict(idx_hold)
+    summary = dict(tag=a.tag, args=vars(a), params=nparams, last_train_acc_calibrated=tracc,
+                   last_hold_acc_calibrated=float(np.mean(np.searchsorted(th, np.log1p(ph)) == grades[idx_hold])),
+                   last_hold_mae=float(np.abs(ph - counts[idx_hold]).mean()),
+                   last_hold_spearman=explore.spearman(ph, counts[idx_hold]), last_thresholds=np.expm1(th).tolist())
+    print("SUMMARY " + json.dumps(summary), flush=True)
+    with open(os.path.join(a.out, f"{a.tag}.json"), "w") as f:
+        json.dump(dict(summary=summary, epochs=log), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
