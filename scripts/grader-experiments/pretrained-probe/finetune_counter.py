@@ -14,10 +14,11 @@ training photos). BatchNorm statistics stay frozen (the pretrained ones); every 
 
 Writes /tmp/torch-capacity/<tag>.json like explore.py. Never reads the valid split.
 
-Status (2026-11-27): the model was checked to run forward and backward (74 k parameters in the
-counter); the training loop has not been run yet: on the 2-core VM one step of 16 photos takes ~9-10 s (PyTorch
-1.13's CPU depthwise convolutions at 112x112), ~27 min per epoch, so it is a job for the device
-machine (`--device cuda`; its PyTorch has CUDA) or a longer session.
+Status (2026-11-27): 74 k parameters in the counter; the whole flow was smoke-tested on 60
+train photos for one epoch (CPU), never trained on the full set: on the 2-core VM one step of
+16 photos takes 5-10 s (PyTorch 1.13's CPU depthwise convolutions at 112x112), 15-27 min per
+epoch, so it is a job for the device machine (`--device cuda`, never yet run there) or a
+longer session.
 """
 import argparse
 import importlib.util
