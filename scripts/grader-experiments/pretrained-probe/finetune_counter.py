@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -34,6 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import mnv2  # noqa: E402
 spec = importlib.util.spec_from_file_location("explore", os.path.join(HERE, "..", "torch-capacity", "explore.py"))
 explore = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(explore)
@@ -44,68 +47,35 @@ class PretrainedCounter(nn.Module):
 
     def __init__(self, mnv2_dir, stop="block_5_add", head=64):
         super().__init__()
-        man = json.load(open(os.path.join(mnv2_dir, "manifest.json")))
-        raw = np.fromfile(os.path.join(mnv2_dir, "weights.bin"), dtype=np.float32)
-        self.w = nn.ParameterDict()
-        self.stats = {}
-        off = 0
-        for e in man:
-            n = int(np.prod(e["shape"]))
-            t = torch.from_numpy(raw[off:off + n].reshape(e["shape"]).copy())
-            off += n
-            key = e["name"].replace("/", "__")
-            if e["name"].endswith(("moving_mean", "moving_variance")):
-                self.stats[e["name"]] = t  # frozen BatchNorm statistics
-            else:
-                self.w[key] = nn.Parameter(t)
+        weights, topology = mnv2.load(mnv2_dir)
         self.layers = []
-        for l in json.load(open(os.path.join(mnv2_dir, "topology.json"))):
+        for l in topology:
             self.layers.append(l)
             if l["config"]["name"] == stop:
                 break
-        used = {l["config"]["name"] for l in self.layers}
-        for key in list(self.w.keys()):
-            if key.split("__")[0] not in used:
-                del self.w[key]  # the layers after `stop` are not part of the counter
+        used = {l["config"]["name"] for l in self.layers}  # the layers after `stop` are not part of the counter
+        self.w = nn.ParameterDict()
+        self.stats = {}  # frozen BatchNorm statistics
+        for name, t in weights.items():
+            if name.split("/")[0] not in used:
+                continue
+            if name.endswith(("moving_mean", "moving_variance")):
+                self.stats[name] = t
+            else:
+                self.w[name.replace("/", "__")] = nn.Parameter(t)
         ch = self.w["block_5_project_BN__gamma"].shape[0] if stop == "block_5_add" else None
         self.head = nn.Sequential(nn.Conv2d(ch, head, 3, padding=1), nn.GroupNorm(4, head), nn.ReLU(), nn.Conv2d(head, 1, 1))
         nn.init.constant_(self.head[-1].bias, 0.541)
 
-    def W(self, name):
-        return self.w[name.replace("/", "__")]
+    def param(self, name):
+        """A backbone weight by its Keras name (None when the layer has none, e.g. no bias)."""
+        if name in self.stats:
+            return self.stats[name]
+        key = name.replace("/", "__")
+        return self.w[key] if key in self.w else None
 
     def backbone(self, x):
-        t = {"input_1": x}
-        y = x
-        for l in self.layers:
-            c, cfg, name = l["class_name"], l["config"], l["config"]["name"]
-            if c == "InputLayer":
-                continue
-            ins = [t[i[0]] for i in l["inbound_nodes"][0]]
-            h = ins[0]
-            if c == "ZeroPadding2D":
-                (t0, b0), (l0, r0) = cfg["padding"]
-                y = F.pad(h, (l0, r0, t0, b0))
-            elif c in ("Conv2D", "DepthwiseConv2D"):
-                s = cfg["strides"][0]
-                if c == "Conv2D":
-                    k, groups = self.W(name + "/kernel").permute(3, 2, 0, 1), 1
-                else:
-                    k, groups = self.W(name + "/depthwise_kernel").permute(2, 3, 0, 1), h.shape[1]
-                pad = k.shape[2] // 2 if cfg["padding"] == "same" else 0
-                bias = self.w[(name + "/bias").replace("/", "__")] if (name + "__bias") in self.w else None
-                y = F.conv2d(h, k, bias, stride=s, padding=pad, groups=groups)
-            elif c == "BatchNormalization":
-                y = F.batch_norm(h, self.stats[name + "/moving_mean"], self.stats[name + "/moving_variance"],
-                                 self.W(name + "/gamma"), self.W(name + "/beta"), False, 0.0, cfg["epsilon"])
-            elif c == "ReLU":
-                y = torch.clamp(h, 0, cfg.get("max_value") or 1e30)
-            elif c == "Add":
-                y = ins[0] + ins[1]
-            else:
-                raise ValueError(c)
-            t[name] = y
-        return y
+        return mnv2.run(self.layers, self.param, x, upto_pool=False)
 
     def forward(self, x):
         """x: uint8-valued float [b, 3, s, s] -> lesion density [b, 1, s/8, s/8]."""

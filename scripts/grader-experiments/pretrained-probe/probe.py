@@ -5,62 +5,18 @@ Usage (after dump_weights.js OUT; Debian python3-torch, python3-pil):
   MNV2_DIR=OUT /usr/bin/python3 probe.py sanity PHOTOS...          # NSFW class probabilities
   MNV2_DIR=OUT /usr/bin/python3 probe.py feats MANIFEST SIZE OUT.npz  # pooled 1280-d features
 MANIFEST is the manifest.jsonl of `acdtcm dataset import --format acne04-voc`."""
-import json, sys, os, re, numpy as np, torch, torch.nn.functional as F
+import json, sys, os, numpy as np, torch
 from PIL import Image
 torch.set_num_threads(2)
 D = os.environ.get("MNV2_DIR", "/tmp/mnv2")
-man = json.load(open(f"{D}/manifest.json")); raw = np.fromfile(f"{D}/weights.bin", dtype=np.float32)
-W, off = {}, 0
-for e in man:
-    n = int(np.prod(e["shape"])); W[e["name"]] = torch.from_numpy(raw[off:off+n].reshape(e["shape"]).copy()); off += n
-layers = json.load(open(f"{D}/topology.json"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mnv2  # noqa: E402
+W, layers = mnv2.load(D)
+
 
 def run(x, upto_pool=True):
-    t = {}
-    t["input_1"] = x
-    for l in layers:
-        c, cfg, name = l["class_name"], l["config"], l["config"]["name"]
-        if c == "InputLayer":
-            continue
-        ins = [t[i[0]] for i in l["inbound_nodes"][0]]
-        h = ins[0]
-        if c == "ZeroPadding2D":
-            (t0, b0), (l0, r0) = cfg["padding"]
-            y = F.pad(h, (l0, r0, t0, b0))
-        elif c in ("Conv2D", "DepthwiseConv2D"):
-            s = cfg["strides"][0]
-            if c == "Conv2D":
-                k = W[name + "/kernel"].permute(3, 2, 0, 1); groups = 1
-            else:
-                k = W[name + "/depthwise_kernel"].permute(2, 3, 0, 1); groups = h.shape[1]  # [kh,kw,C,1] -> [C,1,kh,kw]
-            kh = k.shape[2]
-            pad = 0
-            if cfg["padding"] == "same":
-                assert s == 1
-                pad = kh // 2
-            y = F.conv2d(h, k, W.get(name + "/bias"), stride=s, padding=pad, groups=groups)
-        elif c == "BatchNormalization":
-            y = F.batch_norm(h, W[name + "/moving_mean"], W[name + "/moving_variance"], W[name + "/gamma"], W[name + "/beta"], False, 0.0, cfg["epsilon"])
-        elif c == "ReLU":
-            y = torch.clamp(h, 0, cfg.get("max_value") or 1e30)
-        elif c == "Add":
-            y = ins[0] + ins[1]
-        elif c == "AveragePooling2D":
-            if upto_pool:
-                return h  # out_relu: [B,1280,h,w]
-            y = F.avg_pool2d(h, cfg["pool_size"][0])
-        elif c == "Flatten":
-            y = h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)
-        elif c == "Dense":
-            y = h @ W[name + "/kernel"] + W[name + "/bias"]
-            if cfg["activation"] == "relu": y = F.relu(y)
-            if cfg["activation"] == "softmax": y = F.softmax(y, -1)
-        elif c == "Dropout":
-            y = h
-        else:
-            raise ValueError(c)
-        t[name] = y
-    return y
+    return mnv2.run(layers, W.get, x, upto_pool)
+
 
 def load(path, size):
     im = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
