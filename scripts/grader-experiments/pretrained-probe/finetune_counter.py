@@ -147,11 +147,8 @@ def main():
         tot = 0.0
         for bi in range(steps_per_epoch):
             b = order[bi * a.batch:(bi + 1) * a.batch]
-            xb, db = X[b].float().to(dev), D[b].clone().to(dev)
-            flip = (torch.rand(len(b)) < 0.5).to(dev)
-            xb[flip] = torch.flip(xb[flip], [3])
-            db[flip] = torch.flip(db[flip], [3])
-            xb = (xb * (1 + (torch.rand(len(b), 1, 1, 1, device=dev) * 2 - 1) * 0.15)).clamp(max=255)
+            xb, db = explore.flip_and_brightness(X[b].float(), D[b])
+            xb, db = xb.to(dev), db.to(dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             pd = model(xb)

@@ -70,6 +70,17 @@ def density_target(centres, grid, sigma):
     return t
 
 
+def flip_and_brightness(xb, db, amplitude=0.15):
+    """The Go trainer's augmentation: a horizontal flip of half the photos (their density maps
+    follow) and a brightness gain in [1 - amplitude, 1 + amplitude]. db is not modified."""
+    flip = torch.rand(len(xb)) < 0.5
+    xb[flip] = torch.flip(xb[flip], [3])
+    db = db.clone()
+    db[flip] = torch.flip(db[flip], [3])
+    gain = 1 + (torch.rand(len(xb), 1, 1, 1) * 2 - 1) * amplitude
+    return (xb * gain).clamp(max=255), db
+
+
 def zoom(xb, db, jitter):
     """Random per-photo zoom by z, log-uniform in [1/(1+jitter), 1+jitter], at a random position:
     z > 1 crops a 1/z window and enlarges it, z < 1 shrinks the photo onto black. The density maps
@@ -255,14 +266,7 @@ def main():
         tot = 0.0
         for bi in range(steps_per_epoch):
             b = order[bi * a.batch:(bi + 1) * a.batch]
-            xb = X[b].float()
-            db = D[b]
-            # Flip + brightness, as the Go trainer.
-            flip = torch.rand(len(b)) < 0.5
-            xb[flip] = torch.flip(xb[flip], [3])
-            db = db.clone(); db[flip] = torch.flip(db[flip], [3])
-            gain = 1 + (torch.rand(len(b), 1, 1, 1) * 2 - 1) * 0.15
-            xb = (xb * gain).clamp(max=255)
+            xb, db = flip_and_brightness(X[b].float(), D[b])
             cb, tcb = C[b], TC[b]
             if a.scale_jitter > 0:
                 xb, db = zoom(xb, db, a.scale_jitter)
