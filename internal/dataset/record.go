@@ -5,6 +5,8 @@
 package dataset
 
 import (
+	"slices"
+
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
@@ -24,11 +26,11 @@ var LesionTypes = []string{LesionComedone, LesionPapule, LesionPustule, LesionNo
 
 // LesionUnspecified is the type a model reports for lesions it counts without telling their
 // type: the built-in grader does so when its training labels' lesion types only mirrored the
-// grade (TypesMirrorGrade). It is a prediction type, never an annotation type.
+// grade (LesionTypesInformative). It is a prediction type, never an annotation type.
 const LesionUnspecified = "lesion"
 
 // ReportedLesionTypes lists the types a prediction may report, in output order.
-var ReportedLesionTypes = append(append([]string(nil), LesionTypes...), LesionUnspecified)
+var ReportedLesionTypes = slices.Concat(LesionTypes, []string{LesionUnspecified})
 
 // Record is one annotated image.
 type Record struct {

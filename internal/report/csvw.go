@@ -21,6 +21,15 @@ var csvColumns = []string{
 	"syndrome", "formula", "referral", "error",
 }
 
+// csvIndex maps each CSV column key to its position.
+var csvIndex = func() map[string]int {
+	m := make(map[string]int, len(csvColumns))
+	for i, c := range csvColumns {
+		m[c] = i
+	}
+	return m
+}()
+
 // CSVColumns returns the CSV header this build writes (a copy).
 func CSVColumns() []string { return slices.Clone(csvColumns) }
 
@@ -64,19 +73,21 @@ func (c *csvWriter) Write(r *result.DiagnosisResult) error {
 		return err
 	}
 	row := make([]string, len(csvColumns))
-	row[0], row[1] = r.Image, r.ImageID
+	set := func(column, value string) { row[csvIndex[column]] = value }
+	set("image", r.Image)
+	set("image_id", r.ImageID)
 	if r.Error != "" {
-		row[len(row)-1] = r.Error
+		set("error", r.Error)
 		return c.flush(c.cw.Write(row))
 	}
 	lang := c.opts.Lang
-	row[2] = strconv.Itoa(r.Severity.Value)
-	row[3] = string(r.Severity.Scale)
-	row[4] = gradeLabel(r, lang)
-	row[5] = strconv.FormatFloat(r.Confidence, 'f', 4, 64)
+	set("grade", strconv.Itoa(r.Severity.Value))
+	set("scale", string(r.Severity.Scale))
+	set("label", gradeLabel(r, lang))
+	set("confidence", strconv.FormatFloat(r.Confidence, 'f', 4, 64))
 	for i, p := range r.Probabilities {
 		if i < 4 {
-			row[6+i] = strconv.FormatFloat(p, 'f', 4, 64)
+			set("p"+strconv.Itoa(i), strconv.FormatFloat(p, 'f', 4, 64))
 		}
 	}
 	// No lesion findings: leave the counts empty rather than claim zeros; likewise the
@@ -86,25 +97,25 @@ func (c *csvWriter) Write(r *result.DiagnosisResult) error {
 		typed = typed || l.Type != dataset.LesionUnspecified
 		total += l.Count
 	}
-	for i, typ := range dataset.LesionTypes {
+	for _, typ := range dataset.LesionTypes {
 		if !typed {
 			break
 		}
-		row[10+i] = "0"
+		set(typ, "0")
 		for _, l := range r.Lesions {
 			if l.Type == typ {
-				row[10+i] = count(l.Count)
+				set(typ, count(l.Count))
 			}
 		}
 	}
 	if len(r.Lesions) > 0 {
-		row[14] = count(total)
+		set("lesions", count(total))
 	}
 	if t := r.TCMAnalysis; t != nil {
-		row[15] = named(lang, t.Syndrome)
-		row[16] = named(lang, t.Formula)
+		set("syndrome", named(lang, t.Syndrome))
+		set("formula", named(lang, t.Formula))
 	}
-	row[17] = referralCodes(r)
+	set("referral", referralCodes(r))
 	return c.flush(c.cw.Write(row))
 }
 

@@ -199,7 +199,7 @@ func (h *htmlWriter) card(r *result.DiagnosisResult, index int) *htmlCard {
 		}
 	}
 	for _, l := range r.Lesions {
-		if !isCanonicalLesion(l.Type) {
+		if !isReportedLesion(l.Type) {
 			c.Lesions = append(c.Lesions, htmlLesion{Name: l.Type, Count: count(l.Count), Color: lesionCSS(l.Type)})
 			c.HasBoxes = c.HasBoxes || len(l.Boxes) > 0
 		}

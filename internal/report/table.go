@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/olekukonko/tablewriter"
@@ -103,7 +104,7 @@ func (t *tableWriter) row(r *result.DiagnosisResult) []string {
 		}
 	}
 	for _, l := range r.Lesions { // types outside the canonical ones, if a model reports any
-		if !isCanonicalLesion(l.Type) && l.Count > 0 {
+		if !isReportedLesion(l.Type) && l.Count > 0 {
 			lesions = append(lesions, l.Type+" "+count(l.Count))
 		}
 	}
@@ -187,16 +188,9 @@ func wrapCell(cell string, width int) string {
 	return strings.Join(out, "\n")
 }
 
-// isCanonicalLesion tells whether typ is one of the types a prediction may report
+// isReportedLesion tells whether typ is one of the types a prediction may report
 // (dataset.ReportedLesionTypes).
-func isCanonicalLesion(typ string) bool {
-	for _, t := range dataset.ReportedLesionTypes {
-		if t == typ {
-			return true
-		}
-	}
-	return false
-}
+func isReportedLesion(typ string) bool { return slices.Contains(dataset.ReportedLesionTypes, typ) }
 
 func (t *tableWriter) Close() error {
 	if err := t.Begin(); err != nil {
