@@ -131,3 +131,23 @@ func BenchmarkMaxPool2x2(b *testing.B) {
 		b.Run("fwd+bwd/"+tc.name, func(b *testing.B) { benchFwdBwd(b, f, x, dummy) })
 	}
 }
+
+// BenchmarkDepthwiseConv2D is a 16x28x28x192 3x3 same-padded depthwise convolution (MobileNetV2
+// block_4's size at 224 px), forward+backward: DepthwiseConv2D (strided slices) vs ConvGeneral
+// with one channel group per channel (this package's gradient rule).
+func BenchmarkDepthwiseConv2D(b *testing.B) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const c = 192
+	x, k := randFloat32(rng, 16, 28, 28, c), randFloat32(rng, 3, 3, c, 1)
+	for _, tc := range []struct {
+		name string
+		conv func(x, k *Node) *Node
+	}{
+		{"slices", func(x, k *Node) *Node { return DepthwiseConv2D(x, k, ConvOptions{}) }},
+		{"convgeneral-groups", func(x, k *Node) *Node {
+			return Convolve(x, Reshape(k, 3, 3, 1, c)).PadSame().Strides(1).Dilations(1).ChannelGroupCount(c).Done()
+		}},
+	} {
+		b.Run("fwd+bwd/"+tc.name, func(b *testing.B) { benchFwdBwd(b, tc.conv, x, k) })
+	}
+}

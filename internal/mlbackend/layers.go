@@ -139,3 +139,46 @@ func conv2DIm2Col(x, kernel *Node, opts ConvOptions, pads [][2]int) *Node {
 	k := Reshape(kernel, kh*kw*cin, cout)
 	return DotGeneral(patches, []int{3}, nil, k, []int{0}, nil)
 }
+
+// DepthwiseConv2D convolves each channel of x [batch, height, width, C] (NHWC) with its own
+// filter, kernel [kh, kw, C, 1] (Keras's DepthwiseConv2D layout), and returns
+// [batch, outH, outW, C]. It is the sum of kh*kw shifted, strided views of the zero-padded
+// input times the kernel's taps (no ConvGeneral channel groups), so it trains on simplego with
+// RegisterGradients' Slice rule. Dilation and Method are ignored.
+func DepthwiseConv2D(x, kernel *Node, opts ConvOptions) *Node {
+	opts = opts.norm()
+	if x.Rank() != 4 || kernel.Rank() != 4 || kernel.Shape().Dimensions[3] != 1 {
+		panic(fmt.Sprintf("mlbackend.DepthwiseConv2D: want x [N,H,W,C] and kernel [kh,kw,C,1], got %s and %s", x.Shape(), kernel.Shape()))
+	}
+	kh, kw, c := kernel.Shape().Dimensions[0], kernel.Shape().Dimensions[1], kernel.Shape().Dimensions[2]
+	if x.Shape().Dimensions[3] != c {
+		panic(fmt.Sprintf("mlbackend.DepthwiseConv2D: x has %d channels, kernel %d", x.Shape().Dimensions[3], c))
+	}
+	if opts.Padding == PaddingSame {
+		ph := samePadding(x.Shape().Dimensions[1], kh, opts.Stride)
+		pw := samePadding(x.Shape().Dimensions[2], kw, opts.Stride)
+		x = padZeros(padZeros(x, 1, ph[0], ph[1]), 2, pw[0], pw[1])
+	}
+	h, w := x.Shape().Dimensions[1], x.Shape().Dimensions[2]
+	oh, ow := (h-kh)/opts.Stride+1, (w-kw)/opts.Stride+1
+	if oh <= 0 || ow <= 0 {
+		panic(fmt.Sprintf("mlbackend.DepthwiseConv2D: kernel %dx%d larger than padded input %dx%d", kh, kw, h, w))
+	}
+	var out *Node
+	for i := range kh {
+		for j := range kw {
+			view := Slice(x, AxisRange(),
+				AxisRange(i, i+(oh-1)*opts.Stride+1).Stride(opts.Stride),
+				AxisRange(j, j+(ow-1)*opts.Stride+1).Stride(opts.Stride),
+				AxisRange())
+			tap := Reshape(Slice(kernel, AxisElem(i), AxisElem(j), AxisRange(), AxisRange()), 1, 1, 1, c)
+			term := Mul(view, tap)
+			if out == nil {
+				out = term
+			} else {
+				out = Add(out, term)
+			}
+		}
+	}
+	return out
+}

@@ -85,6 +85,64 @@ func TestConv2DMatchesReference(t *testing.T) {
 	}
 }
 
+// TestDepthwiseConv2DMatchesReference checks DepthwiseConv2D against a direct loop: each
+// output channel is its input channel convolved with its own filter, zero padding as Conv2D.
+func TestDepthwiseConv2DMatchesReference(t *testing.T) {
+	backend := testBackend(t)
+	cases := []struct {
+		h, w, k, stride int
+		pad             Padding
+	}{
+		{6, 7, 3, 1, PaddingSame},
+		{8, 8, 3, 2, PaddingSame}, // Keras MobileNetV2's stride-2 blocks: pad bottom/right by 1
+		{7, 6, 3, 2, PaddingSame},
+		{7, 7, 3, 2, PaddingValid},
+		{5, 6, 1, 1, PaddingValid},
+	}
+	const n, c = 2, 5
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%dx%d_k%d_s%d_pad%d", tc.h, tc.w, tc.k, tc.stride, tc.pad), func(t *testing.T) {
+			x := randTensor(rng, normal, n, tc.h, tc.w, c)
+			k := randTensor(rng, normal, tc.k, tc.k, c, 1)
+			opts := ConvOptions{Stride: tc.stride, Padding: tc.pad}
+			out, err := MustNewExec(backend, func(x, k *Node) *Node { return DepthwiseConv2D(x, k, opts) }).Exec(x, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			oh, ow, padT, padL := (tc.h-tc.k)/tc.stride+1, (tc.w-tc.k)/tc.stride+1, 0, 0
+			if tc.pad == PaddingSame {
+				oh, ow = (tc.h+tc.stride-1)/tc.stride, (tc.w+tc.stride-1)/tc.stride
+				padT, padL = samePadding(tc.h, tc.k, tc.stride)[0], samePadding(tc.w, tc.k, tc.stride)[0]
+			}
+			if got := out[0].Shape().Dimensions; got[1] != oh || got[2] != ow || got[3] != c {
+				t.Fatalf("output shape %v, want [%d %d %d %d]", got, n, oh, ow, c)
+			}
+			xs, ks, got := flat64(t, x), flat64(t, k), flat64(t, out[0])
+			for b := range n {
+				for oy := range oh {
+					for ox := range ow {
+						for ch := range c {
+							var want float64
+							for i := range tc.k {
+								for j := range tc.k {
+									y, xx := oy*tc.stride+i-padT, ox*tc.stride+j-padL
+									if y >= 0 && y < tc.h && xx >= 0 && xx < tc.w {
+										want += xs[((b*tc.h+y)*tc.w+xx)*c+ch] * ks[(i*tc.k+j)*c+ch]
+									}
+								}
+							}
+							if g := got[((b*oh+oy)*ow+ox)*c+ch]; math.Abs(g-want) > 1e-9 {
+								t.Fatalf("[%d %d %d %d]: got %g, want %g", b, oy, ox, ch, g, want)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestSamePadding(t *testing.T) {
 	cases := []struct{ in, keff, stride, lo, hi int }{
 		{7, 3, 1, 1, 1}, {8, 3, 2, 0, 1}, {7, 3, 2, 1, 1}, {8, 2, 2, 0, 0}, {5, 4, 1, 1, 2}, {4, 1, 3, 0, 0},
