@@ -118,6 +118,8 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.StringVar(&opts.Layers, "layers", formatLayers(d.Model.Layers), "3x3 conv layers as channels/stride, comma-separated")
 	f.IntVar(&opts.TrainConfig.Model.Norm, "norm-groups", d.Model.Norm, "GroupNorm groups after each conv (0: no normalisation)")
 	f.BoolVar(&opts.TrainConfig.Model.HighPass, "highpass", d.Model.HighPass, "add local redness/darkness high-pass input channels")
+	f.StringVar(&opts.TrainConfig.Model.Backbone, "backbone", d.Model.Backbone, "feature extractor: \"\" (the small network from scratch: --patch stem, then --layers) or \"mobilenetv2\" (pretrained MobileNetV2 up to block_5, embedded; needs --patch 0 --highpass=false; --layers follow it)")
+	f.StringVar(&opts.TrainConfig.Model.FreezeUpto, "freeze-upto", d.Model.FreezeUpto, "with --backbone: the last pretrained unit kept frozen (Conv1, expanded_conv, block_1 .. block_5; \"\": train all)")
 	f.IntVar(&opts.TrainConfig.Model.GradeHidden, "grade-hidden", d.Model.GradeHidden, "hidden units of the grade head")
 	f.Float64Var(&opts.TrainConfig.Model.Sigma, "sigma", d.Model.Sigma, "density target Gaussian sigma (cells)")
 	f.Float64Var(&opts.Loss.Density, "loss-density", d.Loss.Density, "weight of the density loss")
@@ -190,6 +192,17 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 			return &ExitError{Code: 2, Err: fmt.Errorf("--loss-type-density %g / --loss-type-count %g: weights must be >= 0", opts.lossTypeDensity, opts.lossTypeCount)}
 		}
 		cfg.Loss.TypeDensity, cfg.Loss.TypeCount = &opts.lossTypeDensity, &opts.lossTypeCount
+	}
+	if cfg.Model.Backbone != "" { // a pretrained backbone takes plain RGB unless told otherwise
+		if !opts.isSet("patch") {
+			cfg.Model.Patch = 0
+		}
+		if !opts.isSet("highpass") {
+			cfg.Model.HighPass = false
+		}
+	}
+	if err := cfg.Model.Validate(); err != nil {
+		return &ExitError{Code: 2, Err: err}
 	}
 	log := func(format string, args ...any) {
 		if opts.Progress {

@@ -67,6 +67,10 @@ func TestTrainCommandErrors(t *testing.T) {
 		{"missing dataset", []string{"train", "--data", "/nonexistent/acne"}, 2, "nonexistent"},
 		{"type loss weight alone", []string{"train", "--data", "x", "--loss-type-density", "0.1"}, 2, "go together"},
 		{"negative type loss weight", []string{"train", "--data", "x", "--loss-type-density", "0.1", "--loss-type-count", "-1"}, 2, "must be >= 0"},
+		{"unknown backbone", []string{"train", "--data", "x", "--backbone", "resnet50"}, 2, `unknown backbone "resnet50"`},
+		{"backbone with a patch stem", []string{"train", "--data", "x", "--backbone", "mobilenetv2", "--patch", "4"}, 2, "takes RGB input"},
+		{"bad freeze point", []string{"train", "--data", "x", "--backbone", "mobilenetv2", "--freeze-upto", "block_7"}, 2, `freeze_upto "block_7"`},
+		{"freeze without backbone", []string{"train", "--data", "x", "--freeze-upto", "block_2"}, 2, "needs a pretrained backbone"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -124,49 +124,60 @@ func TestCheckpointRejectsCorruption(t *testing.T) {
 	}
 }
 
+// TestExactResume: a run interrupted after k steps and resumed from its checkpoint takes the
+// same steps and ends with the same weights as one run straight through, for the network from
+// scratch and for the pretrained backbone with its native stem.
 func TestExactResume(t *testing.T) {
-	samples, px := synthetic(20, 32, 5)
-	c := tinyConfig(t.TempDir())
-	const n, k = 6, 2
+	for _, tc := range []struct {
+		name  string
+		model ModelConfig
+	}{{"scratch", tinyModel()}, {"mobilenetv2", tinyMobileNetV2()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			samples, px := synthetic(20, 32, 5)
+			c := tinyConfig(t.TempDir())
+			c.Model = tc.model
+			const n, k = 6, 2
 
-	full, err := NewTrainer(c, testBackend(t), samples, px)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := runSteps(t, full, n)
-
-	first, err := NewTrainer(c, testBackend(t), samples, px)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := runSteps(t, first, k)
-	path := filepath.Join(c.OutDir, "last.ckpt")
-	if err := first.SaveCheckpoint(path); err != nil {
-		t.Fatal(err)
-	}
-	resumed, err := NewTrainer(c, testBackend(t), samples, px)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := resumed.LoadCheckpoint(path); err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, runSteps(t, resumed, n-k)...)
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("step %d: losses %v after resume, %v without", i, got[i], want[i])
-		}
-	}
-	wf, wr := weightsOf(t, full.Context()), weightsOf(t, resumed.Context())
-	for name, w := range wf {
-		r := wr[name]
-		for i := range w {
-			if r[i] != w[i] {
-				t.Fatalf("%s[%d]: %v after resume, %v without", name, i, r[i], w[i])
+			full, err := NewTrainer(c, testBackend(t), samples, px)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	if resumed.State.GlobalStep != full.State.GlobalStep {
-		t.Errorf("global step %d after resume, %d without", resumed.State.GlobalStep, full.State.GlobalStep)
+			want := runSteps(t, full, n)
+
+			first, err := NewTrainer(c, testBackend(t), samples, px)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := runSteps(t, first, k)
+			path := filepath.Join(c.OutDir, "last.ckpt")
+			if err := first.SaveCheckpoint(path); err != nil {
+				t.Fatal(err)
+			}
+			resumed, err := NewTrainer(c, testBackend(t), samples, px)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := resumed.LoadCheckpoint(path); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, runSteps(t, resumed, n-k)...)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Errorf("step %d: losses %v after resume, %v without", i, got[i], want[i])
+				}
+			}
+			wf, wr := weightsOf(t, full.Context()), weightsOf(t, resumed.Context())
+			for name, w := range wf {
+				r := wr[name]
+				for i := range w {
+					if r[i] != w[i] {
+						t.Fatalf("%s[%d]: %v after resume, %v without", name, i, r[i], w[i])
+					}
+				}
+			}
+			if resumed.State.GlobalStep != full.State.GlobalStep {
+				t.Errorf("global step %d after resume, %d without", resumed.State.GlobalStep, full.State.GlobalStep)
+			}
+		})
 	}
 }

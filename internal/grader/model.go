@@ -62,6 +62,12 @@ type ModelConfig struct {
 	// written before the field existed) predictions report the total count and boxes as
 	// dataset.LesionUnspecified. It changes the reporting, not the architecture.
 	TypedCounts bool `json:"typed_counts,omitempty"`
+	// Backbone is "" for the small network trained from scratch (the patch stem, then Layers)
+	// or BackboneMobileNetV2 for the pretrained MobileNetV2 feature extractor, then Layers.
+	Backbone string `json:"backbone,omitempty"`
+	// FreezeUpto, with a pretrained backbone, names its last unit whose weights stay fixed
+	// ("Conv1", "expanded_conv", "block_1" .. "block_5"); "" trains every weight.
+	FreezeUpto string `json:"freeze_upto,omitempty"`
 }
 
 // DefaultModelConfig is the configuration of the built-in grader.
@@ -81,6 +87,9 @@ func DefaultModelConfig() ModelConfig {
 // Grid is the side of the density map.
 func (mc ModelConfig) Grid() int {
 	g := mc.InputSize / max(1, mc.Patch)
+	if mc.Backbone == BackboneMobileNetV2 {
+		g = mc.InputSize / 8
+	}
 	for _, l := range mc.Layers {
 		g /= l.Stride
 	}
@@ -92,6 +101,26 @@ func (mc ModelConfig) Validate() error {
 	if mc.Norm < 0 || (mc.Norm > 0 && (mc.PatchOut%mc.Norm != 0 || anyIndivisible(mc.Layers, mc.Norm))) {
 		return fmt.Errorf("model config: norm_groups %d must divide patch_out and every layer's channels", mc.Norm)
 	}
+	switch mc.Backbone {
+	case "":
+		if mc.FreezeUpto != "" {
+			return fmt.Errorf("model config: freeze_upto %q needs a pretrained backbone", mc.FreezeUpto)
+		}
+	case BackboneMobileNetV2:
+		if mc.Patch > 1 || mc.HighPass || mc.InputSize%8 != 0 || mc.InputSize < 32 {
+			return fmt.Errorf("model config: backbone %s takes RGB input (no patch stem, no highpass) of a size divisible by 8, >= 32; got patch %d, highpass %v, input_size %d",
+				mc.Backbone, mc.Patch, mc.HighPass, mc.InputSize)
+		}
+		if _, err := mobileNetV2Frozen(mc.FreezeUpto); err != nil {
+			return err
+		}
+		if mc.GradeHidden <= 0 {
+			return fmt.Errorf("model config: grade_hidden > 0 needed, got %d", mc.GradeHidden)
+		}
+		return validateLayers(mc.Layers, mc.InputSize/8)
+	default:
+		return fmt.Errorf("model config: unknown backbone %q (want \"\" or %q)", mc.Backbone, BackboneMobileNetV2)
+	}
 	if mc.InputSize < 8 || len(mc.Layers) == 0 || mc.GradeHidden <= 0 {
 		return fmt.Errorf("model config: input_size >= 8, at least one layer and grade_hidden > 0 needed, got %+v", mc)
 	}
@@ -102,7 +131,12 @@ func (mc ModelConfig) Validate() error {
 		}
 		s /= mc.Patch
 	}
-	for i, l := range mc.Layers {
+	return validateLayers(mc.Layers, s)
+}
+
+// validateLayers checks the 3x3 convolutions that run on an s x s feature map.
+func validateLayers(layers []Layer, s int) error {
+	for i, l := range layers {
 		if l.Channels <= 0 || (l.Stride != 1 && l.Stride != 2) {
 			return fmt.Errorf("model config: layer %d: channels > 0 and stride 1 or 2 needed, got %+v", i, l)
 		}
@@ -127,7 +161,10 @@ func anyIndivisible(ls []Layer, g int) bool {
 func (mc ModelConfig) FLOPs() int64 {
 	var f int64
 	s, cin := mc.InputSize, mc.inputChannels()
-	if mc.Patch > 1 {
+	if mc.Backbone == BackboneMobileNetV2 {
+		f += mobileNetV2FLOPs(s)
+		s, cin = s/8, mobileNetV2Channels()
+	} else if mc.Patch > 1 {
 		s /= mc.Patch
 		f += int64(s*s) * int64(mc.Patch*mc.Patch*cin*mc.PatchOut) * 2
 		cin = mc.PatchOut
@@ -187,9 +224,17 @@ type Outputs struct {
 
 // BuildModel builds the grader on inputs [batch, size, size, channels] made by fillInput.
 func BuildModel(ctx *context.Context, mc ModelConfig, images *Node) Outputs {
+	return buildModel(ctx, mc, images, 0)
+}
+
+// buildModel is BuildModel; with fromUnit > 0 (a pretrained backbone only) its input is not
+// photos but the output of the backbone's first fromUnit units (nativeStem.features).
+func buildModel(ctx *context.Context, mc ModelConfig, images *Node, fromUnit int) Outputs {
 	ctx = ctx.In(modelScope).Checked(false)
 	x := images
-	if p := mc.Patch; p > 1 {
+	if mc.Backbone == BackboneMobileNetV2 {
+		x = buildMobileNetV2(ctx.In(BackboneMobileNetV2), mc, x, fromUnit)
+	} else if p := mc.Patch; p > 1 {
 		// Space-to-depth: [b, s, s, 3] -> [b, s/p, s/p, p*p*3], then a 1x1 projection
 		// (a p x p convolution with stride p).
 		dims := x.Shape().Dimensions

@@ -20,10 +20,12 @@ import (
 // one fused GroupNorm + ReLU pass. Images of a batch run in parallel on GOMAXPROCS workers
 // (or, for batches too small to share out evenly, the tiles of each layer do), and every
 // buffer is kept between calls. forward is safe for concurrent use (calls are serialised).
+// A pretrained MobileNetV2 backbone, when the model has one, runs first (native_mobilenet.go).
 type nativeNet struct {
-	mc     ModelConfig
-	layers []*nativeConv // the stem (if any), then the 3x3 convolutions
-	head   *nativeConv   // 1x1 density head: no norm, no ReLU
+	mc       ModelConfig
+	backbone *nativeMobileNetV2 // the pretrained backbone (native_mobilenet.go), if any
+	layers   []*nativeConv      // the stem (if any), then the 3x3 convolutions
+	head     *nativeConv        // 1x1 density head: no norm, no ReLU
 	// Grade head: [gin x hidden] and [hidden x NumGrades], row-major as stored.
 	hiddenW, hiddenB, outW, outB []float32
 
@@ -41,7 +43,8 @@ type nativeConv struct {
 	groups                     int // 0: no GroupNorm
 	scale, offset              []float32
 	relu                       bool
-	tileRows                   int // output pixels per im2col tile, a multiple of gemmMR
+	relu6                      bool // with relu and no GroupNorm: min(max(x, 0), 6)
+	tileRows                   int  // output pixels per im2col tile, a multiple of gemmMR
 }
 
 // nativeWorker holds one worker's buffers.
@@ -54,6 +57,7 @@ type nativeWorker struct {
 	mean, mul    []float32
 	gin, hid     []float32
 	acc          []float64
+	mb           [4][]float32 // backbone activations (three) and its rescaled input
 }
 
 // nativeStatChunk is how many pixels GroupNorm statistics sum in float32 before adding the
@@ -119,7 +123,13 @@ func newNativeNet(ck *Checkpoint) (*nativeNet, error) {
 		s, cin = l.outH, cout
 		return l, nil
 	}
-	if mc.Patch > 1 {
+	if mc.Backbone == BackboneMobileNetV2 {
+		var err error
+		if n.backbone, err = newNativeMobileNetV2(get, s); err != nil {
+			return nil, err
+		}
+		s, cin = s/8, mobileNetV2Channels()
+	} else if mc.Patch > 1 {
 		l, err := addConv("stem", mc.Patch, mc.Patch, mc.PatchOut, "bias", true)
 		if err != nil {
 			return nil, err
@@ -184,6 +194,9 @@ func (n *nativeNet) newWorker() *nativeWorker {
 	}
 	w.act[0], w.act[1] = make([]float32, maxAct), make([]float32, maxAct)
 	w.tileA, w.tileC = make([]float32, maxA), make([]float32, maxC)
+	if n.backbone != nil {
+		n.backbone.allocate(w, len(w.input))
+	}
 	w.sums = make([]float64, 2*max(maxCh, NumTypes))
 	w.mean, w.mul = make([]float32, maxCh), make([]float32, maxCh)
 	feat := n.head.cin
@@ -238,6 +251,9 @@ func (n *nativeNet) run(b int, input func(w *nativeWorker, i int) []float32, den
 // image runs the network on one photo's input (fillInput's layout, not modified) with worker
 // w's buffers; with tiles, each layer's tiles are shared among nw workers.
 func (n *nativeNet) image(w *nativeWorker, in []float32, dens, counts, probs []float32, tiles bool, nw int) {
+	if n.backbone != nil {
+		in = n.backbone.run(n, w, in, tiles, nw)
+	}
 	for i, l := range n.layers {
 		out := w.act[i%2][:l.outH*l.outW*l.cout]
 		n.conv(l, in, out, w, tiles, nw)
@@ -390,7 +406,12 @@ func (l *nativeConv) tile(in, out []float32, t int, w *nativeWorker) {
 func (l *nativeConv) normRelu(x []float32, w *nativeWorker) {
 	c := l.cout
 	if l.groups == 0 {
-		if l.relu {
+		switch {
+		case l.relu6:
+			for i, v := range x {
+				x[i] = min(max(v, 0), 6)
+			}
+		case l.relu:
 			for i, v := range x {
 				x[i] = max(v, 0)
 			}

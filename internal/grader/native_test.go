@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -39,7 +40,10 @@ func randomCheckpoint(t *testing.T, mc ModelConfig, seed uint64) *Checkpoint {
 		}
 	}
 	cin := mc.inputChannels()
-	if mc.Patch > 1 {
+	if mc.Backbone == BackboneMobileNetV2 {
+		addPerturbedMobileNetV2(t, ctx, rng)
+		cin = mobileNetV2Channels()
+	} else if mc.Patch > 1 {
 		fan := mc.Patch * mc.Patch * cin
 		add("stem", "weights", 1/math.Sqrt(float64(fan)), 0, fan, mc.PatchOut)
 		add("stem", "bias", 0.2, 0, mc.PatchOut)
@@ -69,6 +73,32 @@ func randomCheckpoint(t *testing.T, mc ModelConfig, seed uint64) *Checkpoint {
 		t.Fatal(err)
 	}
 	return ck
+}
+
+// addPerturbedMobileNetV2 adds the pretrained backbone's weights to ctx with random
+// BatchNorm parameters and statistics, so that folding them (native engine) is tested.
+func addPerturbedMobileNetV2(t *testing.T, ctx *context.Context, rng *rand.Rand) {
+	t.Helper()
+	pre, err := pretrainedMobileNetV2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, tv := range pre {
+		v := tensors.MustCopyFlatData[float32](tv)
+		for i := range v {
+			switch {
+			case strings.HasSuffix(key, "/gamma"):
+				v[i] *= float32(1 + 0.3*rng.NormFloat64())
+			case strings.HasSuffix(key, "/beta"), strings.HasSuffix(key, "/moving_mean"):
+				v[i] += float32(0.2 * rng.NormFloat64())
+			case strings.HasSuffix(key, "/moving_variance"):
+				v[i] *= float32(math.Exp(0.3 * rng.NormFloat64()))
+			}
+		}
+		layer, param, _ := strings.Cut(key, "/")
+		ctx.InAbsPath("/"+modelScope+"/"+BackboneMobileNetV2+"/"+layer).
+			VariableWithValue(param, tensors.FromFlatDataAndDimensions(v, tv.Shape().Dimensions...))
+	}
 }
 
 // randomRows makes n random resized photos for mc.
@@ -109,6 +139,7 @@ func TestNativeMatchesGoMLX(t *testing.T) {
 		{"patch2-odd-nonorm", ModelConfig{InputSize: 30, Patch: 2, PatchOut: 6, Layers: []Layer{{5, 1}, {12, 1}}, GradeHidden: 5}, []int{3}},
 		{"patch3-odd-norm3", ModelConfig{InputSize: 42, Patch: 3, PatchOut: 9, Layers: []Layer{{9, 2}, {6, 1}, {24, 1}}, Norm: 3, HighPass: true, GradeHidden: 7}, []int{2, 5}},
 		{"wide", ModelConfig{InputSize: 64, Patch: 4, PatchOut: 40, Layers: []Layer{{48, 2}, {40, 1}}, Norm: 8, HighPass: true, GradeHidden: 16}, []int{2}},
+		{"mobilenetv2", ModelConfig{InputSize: 56, Backbone: BackboneMobileNetV2, Layers: []Layer{{16, 1}}, Norm: 4, GradeHidden: 8}, []int{1, 4}},
 	}
 	for ci, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"time"
 
@@ -109,14 +110,19 @@ type Trainer struct {
 	ctx     *context.Context
 	step    *context.Exec
 	eval    *context.Exec
-	train   []Sample
-	pix     *Pixels
-	pixIdx  map[string]int // sample ID -> pixel row
-	sources [][]int        // per train source, indices into train
-	hold    []Sample
-	classW  [NumGrades]float64
-	State   TrainState
-	Log     func(format string, args ...any)
+	// With a pretrained backbone whose first units are frozen, stem computes those units on
+	// the native engine and the step and evalFeatures graphs start after them (stemUnits).
+	stem         *nativeStem
+	stemUnits    int
+	evalFeatures *context.Exec
+	train        []Sample
+	pix          *Pixels
+	pixIdx       map[string]int // sample ID -> pixel row
+	sources      [][]int        // per train source, indices into train
+	hold         []Sample
+	classW       [NumGrades]float64
+	State        TrainState
+	Log          func(format string, args ...any)
 }
 
 // NewTrainer prepares a trainer from already loaded samples (trainSamples are split into
@@ -183,8 +189,28 @@ func NewTrainer(cfg TrainConfig, backend backends.Backend, trainSamples []Sample
 	opt := optimizers.Adam().LearningRate(cfg.LR).WeightDecay(cfg.WeightDecay).Done()
 	mc, lw := cfg.Model, cfg.Loss
 	var err error
+	if mc.Backbone == BackboneMobileNetV2 {
+		if err := seedMobileNetV2(t.ctx, mc); err != nil {
+			return nil, err
+		}
+		if t.stemUnits, err = mobileNetV2Frozen(mc.FreezeUpto); err != nil {
+			return nil, err
+		}
+		if t.stemUnits > 0 {
+			if t.stem, err = newNativeStem(mc.InputSize, t.stemUnits, runtime.GOMAXPROCS(0)); err != nil {
+				return nil, err
+			}
+			t.evalFeatures, err = context.NewExec(backend, t.ctx.Reuse(), func(ctx *context.Context, x *Node) []*Node {
+				out := buildModel(ctx, mc, x, t.stemUnits)
+				return []*Node{out.Density, out.Counts, Softmax(out.Logits, -1)}
+			})
+			if err != nil {
+				return nil, fmt.Errorf("inference graph: %w", err)
+			}
+		}
+	}
 	t.step, err = context.NewExec(backend, t.ctx, func(ctx *context.Context, in []*Node) []*Node {
-		out := BuildModel(ctx, mc, in[0])
+		out := buildModel(ctx, mc, in[0], t.stemUnits)
 		total, d, c, g := Losses(out, in[1], in[2], in[3], in[4], lw)
 		opt.UpdateGraph(ctx, total.Graph(), total)
 		return []*Node{total, d, c, g}
@@ -284,7 +310,7 @@ func (t *Trainer) batchTensors(idx []int, globalStep int) []*tensors.Tensor {
 		weights[bi] = float32(t.classW[smp.Grade])
 	}
 	return []*tensors.Tensor{
-		tensors.FromFlatDataAndDimensions(img, b, s, s, nc),
+		t.networkInput(img, b),
 		tensors.FromFlatDataAndDimensions(dens, b, grid, grid, nt),
 		tensors.FromFlatDataAndDimensions(counts, b, nt),
 		tensors.FromFlatDataAndDimensions(grades, b),
@@ -567,9 +593,39 @@ func (t *Trainer) writeMetrics() error {
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "curves.svg"), CurvesSVG(t.State.History, t.Cfg.Metric), 0o644)
 }
 
+// networkInput is the step graph's input for b photos' fillInput values img: the values
+// themselves, or their frozen backbone features when the trainer has a native stem.
+func (t *Trainer) networkInput(img []float32, b int) *tensors.Tensor {
+	s, nc := t.Cfg.Model.InputSize, t.Cfg.Model.inputChannels()
+	if t.stem == nil {
+		return tensors.FromFlatDataAndDimensions(img, b, s, s, nc)
+	}
+	feats := make([]float32, b*t.stem.featureLen())
+	t.stem.features(img, feats, b)
+	return tensors.FromFlatDataAndDimensions(feats, append([]int{b}, t.stem.outDims...)...)
+}
+
 // predictHead runs the trainer's current weights (GoMLX graph, grade head, no calibration).
 func (t *Trainer) predictHead(rows [][]uint8) ([]Prediction, error) {
-	return predictRows(t.eval, t.Cfg.Model, nil, rows, false)
+	mc := t.Cfg.Model
+	if t.stem == nil {
+		return predictRows(t.eval, mc, nil, rows, false)
+	}
+	s, b := mc.InputSize, len(rows)
+	img := make([]float32, b*s*s*3)
+	var scratch featureScratch
+	for i, r := range rows {
+		if len(r) != s*s*3 {
+			return nil, fmt.Errorf("input %d: %d bytes, want %d", i, len(r), s*s*3)
+		}
+		fillInput(img[i*s*s*3:(i+1)*s*s*3], r, s, false, 1, false, &scratch)
+	}
+	outs, err := t.evalFeatures.Exec(t.networkInput(img, b))
+	if err != nil {
+		return nil, fmt.Errorf("run grader: %w", err)
+	}
+	dens, counts, probs := tensors.MustCopyFlatData[float32](outs[0]), tensors.MustCopyFlatData[float32](outs[1]), tensors.MustCopyFlatData[float32](outs[2])
+	return decodePredictions(mc, nil, b, dens, counts, probs), nil
 }
 
 // Context returns the GoMLX context holding the trainer's variables.

@@ -14,11 +14,13 @@ training photos). BatchNorm statistics stay frozen (the pretrained ones); every 
 
 Writes /tmp/torch-capacity/<tag>.json like explore.py. Never reads the valid split.
 
-Status (2026-11-27): 74 k parameters in the counter; the whole flow was smoke-tested on 60
-train photos for one epoch (CPU), never trained on the full set: on the 2-core VM one step of
-16 photos takes 5-10 s (PyTorch 1.13's CPU depthwise convolutions at 112x112), 15-27 min per
-epoch, so it is a job for the device machine (`--device cuda`, never yet run there) or a
-longer session.
+Status (2026-11-27): with every weight training, one step of 16 photos takes 1.4-2 s on the
+2-core VM (PyTorch 1.13's CPU depthwise convolutions at 112x112): ~5 min per epoch. With
+--freeze-upto block_2_add the frozen stem's outputs are computed once (~10 min) and an epoch
+takes 40-65 s; that run, 20 epochs (results/mnv2-frozen2.*), reached holdout count Spearman
+0.941, MAE 3.10 and calibrated accuracy 0.798 (the scratch counter of v1.3.0's recipe in
+explore.py: 0.885-0.892, 3.6-3.9, 0.754-0.761), which made acdtcm's own `--backbone
+mobilenetv2` (internal/grader/mobilenet.go) worth building.
 """
 import argparse
 import importlib.util
@@ -45,21 +47,26 @@ spec.loader.exec_module(explore)
 class PretrainedCounter(nn.Module):
     """MobileNetV2 (Keras topology interpreted layer by layer) up to `stop`, then a density head."""
 
-    def __init__(self, mnv2_dir, stop="block_5_add", head=64):
+    def __init__(self, mnv2_dir, stop="block_5_add", head=64, freeze_upto=None):
         super().__init__()
         weights, topology = mnv2.load(mnv2_dir)
-        self.layers = []
+        self.frozen, self.layers = [], []  # frozen: the stem up to freeze_upto, run once per photo
+        part = self.frozen if freeze_upto else self.layers
         for l in topology:
-            self.layers.append(l)
+            part.append(l)
+            if l["config"]["name"] == freeze_upto:
+                part = self.layers
             if l["config"]["name"] == stop:
                 break
-        used = {l["config"]["name"] for l in self.layers}  # the layers after `stop` are not part of the counter
+        self.input_name = freeze_upto or "input_1"
+        frozen = {l["config"]["name"] for l in self.frozen}
+        used = frozen | {l["config"]["name"] for l in self.layers}  # the layers after `stop` are not part of the counter
         self.w = nn.ParameterDict()
-        self.stats = {}  # frozen BatchNorm statistics
+        self.stats = {}  # frozen BatchNorm statistics and the frozen stem's weights
         for name, t in weights.items():
             if name.split("/")[0] not in used:
                 continue
-            if name.endswith(("moving_mean", "moving_variance")):
+            if name.endswith(("moving_mean", "moving_variance")) or name.split("/")[0] in frozen:
                 self.stats[name] = t
             else:
                 self.w[name.replace("/", "__")] = nn.Parameter(t)
@@ -74,12 +81,14 @@ class PretrainedCounter(nn.Module):
         key = name.replace("/", "__")
         return self.w[key] if key in self.w else None
 
-    def backbone(self, x):
-        return mnv2.run(self.layers, self.param, x, upto_pool=False)
+    def stem(self, x):
+        """The frozen layers: uint8-valued float [b, 3, s, s] -> their output (x itself when none)."""
+        with torch.no_grad():
+            return mnv2.run(self.frozen, self.param, x / 255.0, upto_pool=False) if self.frozen else x / 255.0
 
-    def forward(self, x):
-        """x: uint8-valued float [b, 3, s, s] -> lesion density [b, 1, s/8, s/8]."""
-        return F.softplus(self.head(self.backbone(x / 255.0))) / 100.0
+    def forward(self, h):
+        """h: the stem's output for a batch of photos -> lesion density [b, 1, s/8, s/8]."""
+        return F.softplus(self.head(mnv2.run(self.layers, self.param, h, upto_pool=False, input_name=self.input_name))) / 100.0
 
 
 def main():
@@ -92,6 +101,9 @@ def main():
     ap.add_argument("--wd", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--freeze-upto", default="", help="keep the layers up to this one (e.g. block_2_add) frozen: their "
+                    "outputs for each photo and its mirror image are computed once (fp16), and the brightness "
+                    "augmentation is dropped")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tag", default="mnv2-counter")
     ap.add_argument("--out", default="/tmp/torch-capacity")
@@ -111,11 +123,11 @@ def main():
     idx_train = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] not in hold_src]
     idx_hold = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] in hold_src]
     dev = torch.device(a.device)
-    model = PretrainedCounter(a.mnv2)
+    model = PretrainedCounter(a.mnv2, freeze_upto=a.freeze_upto or None)
     model.stats = {k: v.to(dev) for k, v in model.stats.items()}
     model.to(dev)
     nparams = sum(p.numel() for p in model.parameters())
-    print(f"[{a.tag}] {nparams} params, train {len(idx_train)} holdout {len(idx_hold)}", flush=True)
+    print(f"[{a.tag}] {nparams} trainable params, train {len(idx_train)} holdout {len(idx_hold)}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.wd)
     steps_per_epoch = len(idx_train) // a.batch
     total, warm = steps_per_epoch * a.epochs, 30
@@ -128,14 +140,36 @@ def main():
 
     X = torch.from_numpy(pixels).permute(0, 3, 1, 2)
     D, C = torch.from_numpy(dens), torch.from_numpy(counts)
+    H = None  # with --freeze-upto: the stem's outputs [photo, mirrored?] in fp16, train photos only
+    if a.freeze_upto:
+        t0 = time.time()
+        need = sorted(idx_train + idx_hold)
+        H = {}
+        for i in range(0, len(need), 32):
+            b = need[i:i + 32]
+            xb = X[b].float().to(dev)
+            h0, h1 = model.stem(xb).half().cpu(), model.stem(torch.flip(xb, [3])).half().cpu()
+            for j, k in enumerate(b):
+                H[k] = (h0[j], h1[j])
+        print(f"[{a.tag}] stem outputs {tuple(h0.shape[1:])} for {len(need)} photos x 2 in {time.time() - t0:.0f} s", flush=True)
+
+    def inputs(b, mirrored):
+        """The network's input for photos b (mirrored: a bool per photo)."""
+        if H is None:
+            xb = X[b].float()
+            m = torch.tensor(mirrored)
+            xb[m] = torch.flip(xb[m], [3])
+            return model.stem(xb.to(dev))
+        return torch.stack([H[k][int(f)] for k, f in zip(b, mirrored)]).float().to(dev)
 
     def predict(idx):
         model.eval()
         out = []
         with torch.no_grad():
             for i in range(0, len(idx), 32):
-                xb = X[idx[i:i + 32]].float().to(dev)
-                out.append(((model(xb).sum((1, 2, 3)) + model(torch.flip(xb, [3])).sum((1, 2, 3))) / 2).cpu())
+                b = idx[i:i + 32]
+                p0, p1 = model(inputs(b, [False] * len(b))), model(inputs(b, [True] * len(b)))
+                out.append(((p0.sum((1, 2, 3)) + p1.sum((1, 2, 3))) / 2).cpu())
         model.train()
         return torch.cat(out).numpy()
 
@@ -147,8 +181,15 @@ def main():
         tot = 0.0
         for bi in range(steps_per_epoch):
             b = order[bi * a.batch:(bi + 1) * a.batch]
-            xb, db = explore.flip_and_brightness(X[b].float(), D[b])
-            xb, db = xb.to(dev), db.to(dev)
+            if H is None:
+                xb, db = explore.flip_and_brightness(X[b].float(), D[b])
+                xb, db = model.stem(xb.to(dev)), db.to(dev)
+            else:
+                mirrored = (torch.rand(len(b)) < 0.5).tolist()
+                xb, db = inputs(b, mirrored), D[b].clone()
+                m = torch.tensor(mirrored)
+                db[m] = torch.flip(db[m], [3])
+                db = db.to(dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             pd = model(xb)

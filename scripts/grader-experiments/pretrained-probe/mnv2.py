@@ -20,11 +20,12 @@ def load(mnv2_dir):
     return weights, json.load(open(os.path.join(mnv2_dir, "topology.json")))
 
 
-def run(layers, param, x, upto_pool=True):
+def run(layers, param, x, upto_pool=True, input_name="input_1"):
     """Evaluates layers on x ([b, 3, s, s], values in 0..1) and returns the last output, or the
     input of the average pooling (the [b, 1280, h, w] features) with upto_pool. param(name)
-    gives a weight tensor by its Keras name (e.g. "Conv1/kernel"), or None when absent."""
-    t = {"input_1": x}
+    gives a weight tensor by its Keras name (e.g. "Conv1/kernel"), or None when absent.
+    input_name names the layer whose output x is, for running a later part of the network."""
+    t = {input_name: x}
     y = x
     for l in layers:
         c, cfg, name = l["class_name"], l["config"], l["config"]["name"]
