@@ -26,6 +26,14 @@ import (
 func randomGrader(t *testing.T, path string) grader.ModelConfig {
 	t.Helper()
 	mc := grader.ModelConfig{InputSize: 32, Patch: 2, PatchOut: 8, Layers: []grader.Layer{{Channels: 16, Stride: 2}, {Channels: 16, Stride: 1}}, GradeHidden: 8, Sigma: 1}
+	writeInitialGrader(t, path, mc)
+	return mc
+}
+
+// writeInitialGrader writes a grader of configuration mc with its initial weights (seeded
+// random, a pretrained backbone's embedded values) to path.
+func writeInitialGrader(t *testing.T, path string, mc grader.ModelConfig) {
+	t.Helper()
 	backend, err := mlbackend.New("go")
 	if err != nil {
 		t.Fatal(err)
@@ -40,13 +48,59 @@ func randomGrader(t *testing.T, path string) grader.ModelConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := exec.Exec(tensors.FromShape(shapesOf(1, 32, 32, 3))); err != nil {
+	if _, err := exec.Exec(tensors.FromShape(shapesOf(1, mc.InputSize, mc.InputSize, 3))); err != nil {
 		t.Fatal(err)
 	}
 	if err := grader.SaveCheckpoint(path, ctx, mc, nil, map[string]float64{"valid_accuracy": 0.5}, true); err != nil {
 		t.Fatal(err)
 	}
-	return mc
+}
+
+// TestGraderMobileNetV2 quantizes a grader with the pretrained MobileNetV2 backbone: every
+// convolution kernel (1x1 [1,1,in,out], depthwise [3,3,C,1], the stem's 3x3) is quantized,
+// BatchNorm vectors stay float32, and the reloaded model (native engine, BatchNorm folded
+// into the dequantized kernels) grades like the float32 one.
+func TestGraderMobileNetV2(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "grader.ckpt")
+	mc := grader.ModelConfig{InputSize: 32, Backbone: grader.BackboneMobileNetV2, FreezeUpto: "block_2", Layers: []grader.Layer{{Channels: 8, Stride: 1}}, Norm: 2, GradeHidden: 8, Sigma: 1}
+	writeInitialGrader(t, src, mc)
+	ref, err := grader.LoadWithBackend(src, "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := photoRows(4, 32, 2)
+	want, err := ref.PredictPreprocessed(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(root, "int8")
+	rep, err := ConvertGrader(src, out, ConvertOptions{Method: Int8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Conv1, 6 depthwise, 5 expand and 6 project kernels, conv0 and grade_hidden.
+	if rep.QuantizedCount != 1+6+5+6+2 {
+		t.Errorf("%d tensors quantized, want 20", rep.QuantizedCount)
+	}
+	q, err := LoadGrader(out, "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.PredictPreprocessed(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxDiff := 0.0
+	for i := range want {
+		for k := range want[i].Probabilities {
+			maxDiff = math.Max(maxDiff, math.Abs(want[i].Probabilities[k]-got[i].Probabilities[k]))
+		}
+	}
+	t.Logf("int8: weights rel RMS %.4f, max |Δp| %.4f", rep.OverallRelRMS, maxDiff)
+	if maxDiff > 0.02 || maxDiff == 0 {
+		t.Errorf("grade probabilities differ by %g after int8 (bound 0.02; 0 would mean nothing was quantized)", maxDiff)
+	}
 }
 
 func photoRows(n, size int, seed uint64) [][]uint8 {
