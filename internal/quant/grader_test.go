@@ -314,3 +314,18 @@ func TestGraderMetadata(t *testing.T) {
 }
 
 func shapesOf(dims ...int) shapes.Shape { return shapes.Make(dtypes.Float32, dims...) }
+
+// TestChannelDims: the output-channel axis quantization uses; a depthwise kernel's trailing
+// axis of size 1 is dropped so that its C channels get their own scales.
+func TestChannelDims(t *testing.T) {
+	for _, tc := range []struct{ in, want []int }{
+		{[]int{3, 3, 192, 1}, []int{3, 3, 192}},
+		{[]int{1, 1, 32, 192}, []int{1, 1, 32, 192}},
+		{[]int{64, 4}, []int{64, 4}},
+		{[]int{8, 1}, []int{8, 1}}, // rank 2 stays: [features, 1] has one output channel
+	} {
+		if got := channelDims(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("channelDims(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
