@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
+	"github.com/acdtcm/acdtcm/internal/grader/pretrained"
 	"github.com/acdtcm/acdtcm/internal/grader/weights"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
 )
@@ -244,6 +245,9 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 		Params: params, BestEpoch: rep.BestEpoch, AveragedEpochs: rep.AveragedEpochs, Metrics: rep.Metrics,
 		Command: "acdtcm " + strings.Join(os.Args[1:], " "),
 		Licence: "trained on ACNE04 (Wu et al. 2019): free for academic use; other use needs the ACNE04 authors' permission"}
+	if ck.Header.Model.Backbone == BackboneMobileNetV2 {
+		info.Licence += "; backbone initialised from " + pretrained.MobileNetV2Source
+	}
 	b, _ := json.MarshalIndent(info, "", "  ")
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "grader.json"), append(b, '\n'), 0o644)
 }
