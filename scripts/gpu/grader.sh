@@ -15,7 +15,9 @@
 # metrics.jsonl, best.ckpt, last.ckpt, config.json. Locally, `acdtcm train --calibrate-only`
 # on a run directory holding them fits the calibration and scores valid (see the README).
 #
-# Knobs: GRADER_ARGS (extra train flags; default the 5-layer 64-channel counter with the total-lesion losses below), GRADER_BUDGET_S
+# Knobs: GRADER_CONFIG (default configs/train-grader-mobilenetv2.yaml, the v1.4.0 recipe on the
+# pretrained MobileNetV2 backbone; configs/train-grader.yaml is the from-scratch network),
+# GRADER_ARGS (extra train flags; default 20 epochs of that recipe), GRADER_BUDGET_S
 # (540), DATA (gpu-data/acne04-224), GPU_DRYRUN=1 (the same flow on a CPU machine with
 # bin/acdtcm, --backend go and 4 steps).
 set -u -o pipefail
@@ -53,7 +55,7 @@ else
 	else
 		ACDTCM="$ROOT/bin/acdtcm-xla"
 	fi
-	ARGS="${GRADER_ARGS:---layers 64/2,64/1,64/1,64/1,64/1 --patch-out 32 --epochs 30 --patience 0 --average-last 8 --loss-count 2 --loss-type-density 0.1 --loss-type-count 0.05}"
+	ARGS="${GRADER_ARGS:---epochs 20 --patience 0 --average-last 6}"
 	SMOKE_ARGS="--epochs 1 --holdout-frac 0.2"
 	TRAIN_DATA="$DATA/manifest.jsonl"
 fi
@@ -72,7 +74,7 @@ with open(os.path.join(data, "manifest.jsonl")) as f, open(out, "w") as g:
             r["image"] = os.path.join(os.path.abspath(data), r["image"])
             g.write(json.dumps(r, ensure_ascii=False) + "\n")
 PYEOF
-common=(train --config configs/train-grader.yaml --cache-dir "$WORK/cache" --progress=false)
+common=(train --config "${GRADER_CONFIG:-configs/train-grader-mobilenetv2.yaml}" --cache-dir "$WORK/cache" --progress=false)
 
 echo
 echo "=== [smoke] at +$(($(date +%s) - T0))s"
