@@ -134,9 +134,11 @@ func (m *mobileNetV2Builder) batchNorm(x *Node, layer string) *Node {
 	c := x.Shape().Dimensions[3]
 	gamma, beta := m.variable(g, layer, "gamma"), m.variable(g, layer, "beta")
 	mean, variance := m.variable(g, layer, "moving_mean"), m.variable(g, layer, "moving_variance")
+	// x*scale + shift: two passes over x instead of three (the [C] vectors are cheap).
 	scale := Mul(gamma, Rsqrt(AddScalar(variance, mobileNetV2Eps)))
-	x = Mul(Sub(x, Reshape(mean, 1, 1, 1, c)), Reshape(scale, 1, 1, 1, c))
-	return Add(x, Reshape(beta, 1, 1, 1, c))
+	shift := Sub(beta, Mul(mean, scale))
+	return Add(Mul(x, BroadcastToDims(Reshape(scale, 1, 1, 1, c), x.Shape().Dimensions...)),
+		BroadcastToDims(Reshape(shift, 1, 1, 1, c), x.Shape().Dimensions...))
 }
 
 // relu6 is min(max(x, 0), 6).

@@ -172,7 +172,8 @@ func DepthwiseConv2D(x, kernel *Node, opts ConvOptions) *Node {
 				AxisRange(j, j+(ow-1)*opts.Stride+1).Stride(opts.Stride),
 				AxisRange())
 			tap := Reshape(Slice(kernel, AxisElem(i), AxisElem(j), AxisRange(), AxisRange()), 1, 1, 1, c)
-			term := Mul(view, tap)
+			// An explicit broadcast: simplego's Mul with implicit broadcasting is slower.
+			term := Mul(view, BroadcastToDims(tap, view.Shape().Dimensions...))
 			if out == nil {
 				out = term
 			} else {
