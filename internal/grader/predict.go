@@ -52,10 +52,18 @@ const boxSide = 0.043
 // calibration the grade probabilities come from the predicted total count (Calibration);
 // without one, from the network's grade head.
 func predictRows(exec *context.Exec, mc ModelConfig, cal *Calibration, rows [][]uint8, flip bool) ([]Prediction, error) {
-	s := mc.InputSize
-	b := len(rows)
-	nc := mc.inputChannels()
-	img := make([]float32, b*s*s*nc)
+	s, b, nc := mc.InputSize, len(rows), mc.inputChannels()
+	img, err := fillInputs(mc, rows, flip)
+	if err != nil {
+		return nil, err
+	}
+	return runPredictExec(exec, mc, cal, b, tensors.FromFlatDataAndDimensions(img, b, s, s, nc))
+}
+
+// fillInputs builds the network inputs (fillInput) of resized RGB rows, mirrored when flip is set.
+func fillInputs(mc ModelConfig, rows [][]uint8, flip bool) ([]float32, error) {
+	s, nc := mc.InputSize, mc.inputChannels()
+	img := make([]float32, len(rows)*s*s*nc)
 	var scratch featureScratch
 	for i, r := range rows {
 		if len(r) != s*s*3 {
@@ -63,7 +71,13 @@ func predictRows(exec *context.Exec, mc ModelConfig, cal *Calibration, rows [][]
 		}
 		fillInput(img[i*s*s*nc:(i+1)*s*s*nc], r, s, flip, 1, mc.HighPass, &scratch)
 	}
-	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(img, b, s, s, nc))
+	return img, nil
+}
+
+// runPredictExec runs an inference graph (density, counts, probabilities) on the input of b
+// photos and decodes its outputs.
+func runPredictExec(exec *context.Exec, mc ModelConfig, cal *Calibration, b int, input *tensors.Tensor) ([]Prediction, error) {
+	outs, err := exec.Exec(input)
 	if err != nil {
 		return nil, fmt.Errorf("run grader: %w", err)
 	}

@@ -611,21 +611,11 @@ func (t *Trainer) predictHead(rows [][]uint8) ([]Prediction, error) {
 	if t.stem == nil {
 		return predictRows(t.eval, mc, nil, rows, false)
 	}
-	s, b := mc.InputSize, len(rows)
-	img := make([]float32, b*s*s*3)
-	var scratch featureScratch
-	for i, r := range rows {
-		if len(r) != s*s*3 {
-			return nil, fmt.Errorf("input %d: %d bytes, want %d", i, len(r), s*s*3)
-		}
-		fillInput(img[i*s*s*3:(i+1)*s*s*3], r, s, false, 1, false, &scratch)
-	}
-	outs, err := t.evalFeatures.Exec(t.networkInput(img, b))
+	img, err := fillInputs(mc, rows, false)
 	if err != nil {
-		return nil, fmt.Errorf("run grader: %w", err)
+		return nil, err
 	}
-	dens, counts, probs := tensors.MustCopyFlatData[float32](outs[0]), tensors.MustCopyFlatData[float32](outs[1]), tensors.MustCopyFlatData[float32](outs[2])
-	return decodePredictions(mc, nil, b, dens, counts, probs), nil
+	return runPredictExec(t.evalFeatures, mc, nil, len(rows), t.networkInput(img, len(rows)))
 }
 
 // Context returns the GoMLX context holding the trainer's variables.
