@@ -123,8 +123,14 @@ func (m *mobileNetV2Builder) variable(g *Graph, layer, param string) *Node {
 	}
 	init := func(g *Graph, _ shapes.Shape) *Node { return Const(g, t) }
 	v := m.ctx.In(layer).WithInitializer(init).VariableWithShape(param, t.Shape())
-	v.SetTrainable(m.unit >= m.frozen && param != "moving_mean" && param != "moving_variance")
+	v.SetTrainable(mobileNetV2Trainable(m.unit, m.frozen, param))
 	return v.ValueGraph(g)
+}
+
+// mobileNetV2Trainable reports whether a backbone weight of the given unit trains: not when the
+// unit is among the first frozen ones, and never for BatchNorm's running statistics.
+func mobileNetV2Trainable(unit, frozen int, param string) bool {
+	return unit >= frozen && param != "moving_mean" && param != "moving_variance"
 }
 
 // batchNorm applies the inference form of BatchNormalization (the pretrained running
@@ -237,7 +243,7 @@ func seedMobileNetV2(ctx *context.Context, mc ModelConfig) error {
 			return fmt.Errorf("copy pretrained %s: %w", key, err)
 		}
 		v := ctx.InAbsPath(scope).VariableWithValue(param, value)
-		v.SetTrainable(unit >= frozen && param != "moving_mean" && param != "moving_variance")
+		v.SetTrainable(mobileNetV2Trainable(unit, frozen, param))
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ type nativeConv struct {
 	groups                     int // 0: no GroupNorm
 	scale, offset              []float32
 	relu                       bool
-	relu6                      bool // with relu and no GroupNorm: min(max(x, 0), 6)
+	relu6                      bool // no GroupNorm: min(max(x, 0), 6) instead of relu
 	tileRows                   int  // output pixels per im2col tile, a multiple of gemmMR
 }
 
@@ -99,12 +99,8 @@ func newNativeNet(ck *Checkpoint) (*nativeNet, error) {
 		if err != nil {
 			return nil, err
 		}
-		l := &nativeConv{kh: k, kw: k, stride: stride, inH: s, inW: s, cin: cin, cout: cout, relu: norm,
-			outH: s / stride, outW: s / stride, w: packB(w, k*k*cin, cout)}
-		if scope != "stem" && k > 1 { // TF/XLA "same" padding, as mlbackend.Conv2D
-			total := max((l.outH-1)*stride+k-s, 0)
-			l.padT, l.padL = total/2, total/2
-		}
+		l := newNativeConv(k, stride, s, cin, cout, w)
+		l.relu = norm
 		if l.bias, err = get(scope+"/"+biasName, cout); err != nil {
 			return nil, err
 		}
@@ -117,9 +113,6 @@ func newNativeNet(ck *Checkpoint) (*nativeNet, error) {
 				return nil, err
 			}
 		}
-		kk := k * k * cin
-		l.tileRows = max(gemmMR, nativeTileBytes/(4*kk)/gemmMR*gemmMR)
-		l.tileRows = min(l.tileRows, (l.outH*l.outW+gemmMR-1)/gemmMR*gemmMR)
 		s, cin = l.outH, cout
 		return l, nil
 	}
@@ -148,8 +141,7 @@ func newNativeNet(ck *Checkpoint) (*nativeNet, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.head = &nativeConv{kh: 1, kw: 1, stride: 1, inH: s, inW: s, cin: feat, outH: s, outW: s, cout: NumTypes, w: packB(w, feat, NumTypes)}
-	n.head.tileRows = min(max(gemmMR, nativeTileBytes/(4*feat)/gemmMR*gemmMR), (s*s+gemmMR-1)/gemmMR*gemmMR)
+	n.head = newNativeConv(1, 1, s, feat, NumTypes, w)
 	if n.head.bias, err = get("density/bias", NumTypes); err != nil {
 		return nil, err
 	}
@@ -169,6 +161,32 @@ func newNativeNet(ck *Checkpoint) (*nativeNet, error) {
 	return n, nil
 }
 
+// newNativeConv is a k x k convolution with the given stride over a size x size input of cin
+// channels, with TF/XLA "same" padding (as mlbackend.Conv2D; none when the stride tiles the
+// input exactly, as for the patch stem), weights w [k*k*cin x cout] (row-major, as checkpoints
+// store [k, k, cin, cout]) packed for the GEMM, and im2col tiles sized for the cache. Bias,
+// normalisation and activation are the caller's.
+func newNativeConv(k, stride, size, cin, cout int, w []float32) *nativeConv {
+	out := (size + stride - 1) / stride
+	total := max((out-1)*stride+k-size, 0)
+	kk := k * k * cin
+	return &nativeConv{kh: k, kw: k, stride: stride, inH: size, inW: size, cin: cin, cout: cout,
+		outH: out, outW: out, padT: total / 2, padL: total / 2, w: packB(w, kk, cout),
+		tileRows: min(max(gemmMR, nativeTileBytes/(4*kk)/gemmMR*gemmMR), (out*out+gemmMR-1)/gemmMR*gemmMR)}
+}
+
+// ensureTiles grows the worker's im2col buffers (A and C tiles) to fit every one of convs.
+func (w *nativeWorker) ensureTiles(convs []*nativeConv) {
+	for _, l := range convs {
+		if n := l.tileRows * l.w.k; len(w.tileA) < n {
+			w.tileA = make([]float32, n)
+		}
+		if n := l.tileRows * l.w.npad; len(w.tileC) < n {
+			w.tileC = make([]float32, n)
+		}
+	}
+}
+
 func equalDims(a, b []int) bool {
 	if len(a) != len(b) {
 		return false
@@ -185,15 +203,14 @@ func equalDims(a, b []int) bool {
 func (n *nativeNet) newWorker() *nativeWorker {
 	s := n.mc.InputSize
 	w := &nativeWorker{input: make([]float32, s*s*n.mc.inputChannels())}
-	maxAct, maxA, maxC, maxCh := 0, 0, 0, 0
-	for _, l := range append(append([]*nativeConv{}, n.layers...), n.head) {
+	maxAct, maxCh := 0, 0
+	convs := append(append([]*nativeConv{}, n.layers...), n.head)
+	for _, l := range convs {
 		maxAct = max(maxAct, l.outH*l.outW*l.cout)
-		maxA = max(maxA, l.tileRows*l.w.k)
-		maxC = max(maxC, l.tileRows*l.w.npad)
 		maxCh = max(maxCh, l.cout)
 	}
 	w.act[0], w.act[1] = make([]float32, maxAct), make([]float32, maxAct)
-	w.tileA, w.tileC = make([]float32, maxA), make([]float32, maxC)
+	w.ensureTiles(convs)
 	if n.backbone != nil {
 		n.backbone.allocate(w, len(w.input))
 	}

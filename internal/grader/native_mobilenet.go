@@ -79,16 +79,8 @@ func newNativeMobileNetV2(get func(name string, want ...int) ([]float32, error),
 		for i, v := range w {
 			folded[i] = v * scale[i%cout]
 		}
-		out := (size + stride - 1) / stride
-		l := &nativeConv{kh: k, kw: k, stride: stride, inH: size, inW: size, cin: cin, cout: cout,
-			outH: out, outW: out, w: packB(folded, k*k*cin, cout), bias: bias, relu: relu6, relu6: relu6}
-		if k > 1 {
-			total := max((out-1)*stride+k-size, 0)
-			l.padT, l.padL = total/2, total/2
-		}
-		kk := k * k * cin
-		l.tileRows = max(gemmMR, nativeTileBytes/(4*kk)/gemmMR*gemmMR)
-		l.tileRows = min(l.tileRows, (out*out+gemmMR-1)/gemmMR*gemmMR)
+		l := newNativeConv(k, stride, size, cin, cout, folded)
+		l.bias, l.relu6 = bias, relu6
 		return l, nil
 	}
 	m := &nativeMobileNetV2{}
@@ -221,24 +213,14 @@ func (d *nativeDepthwise) run(in, out []float32) {
 	}
 }
 
-// allocate sizes worker w's backbone buffers for an input of inputLen floats and the im2col
-// tiles of its convolutions (at least; newWorker also sizes them for the rest of the network).
+// allocate sizes worker w's backbone buffers for an input of inputLen floats and grows its
+// im2col tiles to fit the backbone's convolutions.
 func (m *nativeMobileNetV2) allocate(w *nativeWorker, inputLen int) {
 	for i := range 3 {
 		w.mb[i] = make([]float32, m.maxAct)
 	}
 	w.mb[3] = make([]float32, inputLen)
-	maxA, maxC := 0, 0
-	for _, l := range m.convs() {
-		maxA = max(maxA, l.tileRows*l.w.k)
-		maxC = max(maxC, l.tileRows*l.w.npad)
-	}
-	if len(w.tileA) < maxA {
-		w.tileA = make([]float32, maxA)
-	}
-	if len(w.tileC) < maxC {
-		w.tileC = make([]float32, maxC)
-	}
+	w.ensureTiles(m.convs())
 }
 
 // nativeStem computes the frozen first units of the pretrained MobileNetV2 (its embedded

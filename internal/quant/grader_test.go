@@ -91,16 +91,22 @@ func TestGraderMobileNetV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	maxDiff := 0.0
-	for i := range want {
-		for k := range want[i].Probabilities {
-			maxDiff = math.Max(maxDiff, math.Abs(want[i].Probabilities[k]-got[i].Probabilities[k]))
-		}
-	}
+	maxDiff := maxProbabilityDiff(want, got)
 	t.Logf("int8: weights rel RMS %.4f, max |Δp| %.4f", rep.OverallRelRMS, maxDiff)
 	if maxDiff > 0.02 || maxDiff == 0 {
 		t.Errorf("grade probabilities differ by %g after int8 (bound 0.02; 0 would mean nothing was quantized)", maxDiff)
 	}
+}
+
+// maxProbabilityDiff is the largest |difference| between two prediction sets' grade probabilities.
+func maxProbabilityDiff(want, got []grader.Prediction) float64 {
+	d := 0.0
+	for i := range want {
+		for k := range want[i].Probabilities {
+			d = math.Max(d, math.Abs(want[i].Probabilities[k]-got[i].Probabilities[k]))
+		}
+	}
+	return d
 }
 
 func photoRows(n, size int, seed uint64) [][]uint8 {
@@ -167,12 +173,7 @@ func TestGraderRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		maxDiff := 0.0
-		for i := range want {
-			for k := range want[i].Probabilities {
-				maxDiff = math.Max(maxDiff, math.Abs(want[i].Probabilities[k]-got[i].Probabilities[k]))
-			}
-		}
+		maxDiff := maxProbabilityDiff(want, got)
 		t.Logf("%s: weights rel RMS %.4f, max |Δp| %.4f", m, rep.OverallRelRMS, maxDiff)
 		if maxDiff > bounds[m] || maxDiff == 0 {
 			t.Errorf("%s: grade probabilities differ by %g (bound %g; 0 would mean nothing was quantized)", m, maxDiff, bounds[m])
