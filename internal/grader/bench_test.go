@@ -6,25 +6,36 @@ import (
 	"testing"
 )
 
-// BenchmarkTrainStepDefault times one training step of the built-in architecture, batch 16.
-func BenchmarkTrainStepDefault(b *testing.B) {
-	mc := DefaultModelConfig()
-	samples, px := synthetic(20, mc.InputSize, 3)
-	c := DefaultTrainConfig()
-	c.Model, c.OutDir, c.HoldoutFrac, c.BatchSize = mc, b.TempDir(), 0, 16
-	tr, err := NewTrainer(c, testBackend(b), samples, px)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := tr.Step(); err != nil { // compile
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		tr.State.StepInEpoch = 0
-		if _, err := tr.Step(); err != nil {
-			b.Fatal(err)
-		}
+// BenchmarkTrainStep times one training step, batch 16, of v1.3.0's network from scratch
+// ("scratch", DefaultModelConfig) and of v1.4.0's MobileNetV2 configuration ("mobilenetv2":
+// the frozen stem on the native engine, block_3 onwards in GoMLX).
+func BenchmarkTrainStep(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		mc   ModelConfig
+	}{
+		{"scratch", DefaultModelConfig()},
+		{"mobilenetv2", ModelConfig{InputSize: 224, Backbone: BackboneMobileNetV2, FreezeUpto: "block_2", Layers: []Layer{{64, 1}}, Norm: 4, GradeHidden: 32, Sigma: 1}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			samples, px := synthetic(20, tc.mc.InputSize, 3)
+			c := DefaultTrainConfig()
+			c.Model, c.OutDir, c.HoldoutFrac, c.BatchSize = tc.mc, b.TempDir(), 0, 16
+			tr, err := NewTrainer(c, testBackend(b), samples, px)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := tr.Step(); err != nil { // compile
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tr.State.StepInEpoch = 0
+				if _, err := tr.Step(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
