@@ -21,6 +21,10 @@ takes 40-65 s; that run, 20 epochs (results/mnv2-frozen2.*), reached holdout cou
 0.941, MAE 3.10 and calibrated accuracy 0.798 (the scratch counter of v1.3.0's recipe in
 explore.py: 0.885-0.892, 3.6-3.9, 0.754-0.761), which made acdtcm's own `--backbone
 mobilenetv2` (internal/grader/mobilenet.go) worth building.
+
+--deep LAYER (2026-11-28, not yet run) also runs the backbone on past block_5_add (e.g.
+block_12_add: stride 16, 96 channels, 600 k trainable parameters in all) and feeds its output,
+upsampled to the 28x28 grid, to the head beside block_5_add's: does wider context count better?
 """
 import argparse
 import importlib.util
@@ -47,20 +51,29 @@ spec.loader.exec_module(explore)
 class PretrainedCounter(nn.Module):
     """MobileNetV2 (Keras topology interpreted layer by layer) up to `stop`, then a density head."""
 
-    def __init__(self, mnv2_dir, stop="block_5_add", head=64, freeze_upto=None):
+    def __init__(self, mnv2_dir, stop="block_5_add", head=64, freeze_upto=None, deep=None):
         super().__init__()
         weights, topology = mnv2.load(mnv2_dir)
-        self.frozen, self.layers = [], []  # frozen: the stem up to freeze_upto, run once per photo
+        # frozen: the stem up to freeze_upto, run once per photo; deep: the layers after `stop` up
+        # to `deep` (stride 16 or 32), whose output is upsampled to stop's grid and concatenated
+        self.frozen, self.layers, self.deep = [], [], []
+        self.stop = stop
         part = self.frozen if freeze_upto else self.layers
         for l in topology:
             part.append(l)
             if l["config"]["name"] == freeze_upto:
                 part = self.layers
             if l["config"]["name"] == stop:
+                if not deep:
+                    break
+                part = self.deep
+            if l["config"]["name"] == deep:
                 break
+        if deep and (not self.deep or self.deep[-1]["config"]["name"] != deep):
+            raise ValueError(f"no layer {deep} after {stop}")
         self.input_name = freeze_upto or "input_1"
         frozen = {l["config"]["name"] for l in self.frozen}
-        used = frozen | {l["config"]["name"] for l in self.layers}  # the layers after `stop` are not part of the counter
+        used = frozen | {l["config"]["name"] for l in self.layers + self.deep}  # the layers after `stop`/`deep` are not part of the counter
         self.w = nn.ParameterDict()
         self.stats = {}  # frozen BatchNorm statistics and the frozen stem's weights
         for name, t in weights.items():
@@ -71,6 +84,9 @@ class PretrainedCounter(nn.Module):
             else:
                 self.w[name.replace("/", "__")] = nn.Parameter(t)
         ch = self.w["block_5_project_BN__gamma"].shape[0] if stop == "block_5_add" else None
+        if deep:
+            last_bn = [l["config"]["name"] for l in self.deep if l["class_name"] == "BatchNormalization"][-1]
+            ch += weights[last_bn + "/gamma"].shape[0]
         self.head = nn.Sequential(nn.Conv2d(ch, head, 3, padding=1), nn.GroupNorm(4, head), nn.ReLU(), nn.Conv2d(head, 1, 1))
         nn.init.constant_(self.head[-1].bias, 0.541)
 
@@ -88,7 +104,11 @@ class PretrainedCounter(nn.Module):
 
     def forward(self, h):
         """h: the stem's output for a batch of photos -> lesion density [b, 1, s/8, s/8]."""
-        return F.softplus(self.head(mnv2.run(self.layers, self.param, h, upto_pool=False, input_name=self.input_name))) / 100.0
+        f = mnv2.run(self.layers, self.param, h, upto_pool=False, input_name=self.input_name)
+        if self.deep:
+            g = mnv2.run(self.deep, self.param, f, upto_pool=False, input_name=self.stop)
+            f = torch.cat([f, F.interpolate(g, size=f.shape[-2:], mode="bilinear", align_corners=False)], 1)
+        return F.softplus(self.head(f)) / 100.0
 
 
 def main():
@@ -104,6 +124,8 @@ def main():
     ap.add_argument("--freeze-upto", default="", help="keep the layers up to this one (e.g. block_2_add) frozen: their "
                     "outputs for each photo and its mirror image are computed once (fp16), and the brightness "
                     "augmentation is dropped")
+    ap.add_argument("--deep", default="", help="also run the backbone on to this layer (e.g. block_12_add, stride 16) "
+                    "and feed its upsampled output to the head beside block_5_add's")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tag", default="mnv2-counter")
     ap.add_argument("--out", default="/tmp/torch-capacity")
@@ -123,7 +145,7 @@ def main():
     idx_train = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] not in hold_src]
     idx_hold = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] in hold_src]
     dev = torch.device(a.device)
-    model = PretrainedCounter(a.mnv2, freeze_upto=a.freeze_upto or None)
+    model = PretrainedCounter(a.mnv2, freeze_upto=a.freeze_upto or None, deep=a.deep or None)
     model.stats = {k: v.to(dev) for k, v in model.stats.items()}
     model.to(dev)
     nparams = sum(p.numel() for p in model.parameters())
