@@ -19,8 +19,8 @@ demo: build
 		--description "oily skin, red swollen painful pimples, constipation, bad breath, yellow greasy tongue coating"
 
 # Retrain the built-in grader from a clean checkout (needs ../shared/datasets/acne04-detection):
-# one run of 8 epochs on the embedded pretrained MobileNetV2 backbone (one cosine cycle; 1 h 14 min
-# on 2 cores for the shipped v1.4.0 weights; configs/train-grader.yaml is v1.3.0's from-scratch recipe),
+# one run of 20 epochs on the embedded pretrained MobileNetV2 backbone (one cosine cycle; 2 h 32 min
+# on 2 cores for the shipped v1.5.0 weights; configs/train-grader.yaml is v1.3.0's from-scratch recipe),
 # ending with the count calibration and the valid score. --resume makes it restartable after a
 # kill (it continues exactly). GRADER_EXPORT=internal/grader/weights refreshes the weights
 # built into the binary.
@@ -28,7 +28,7 @@ GRADER_OUT    ?= runs/grader
 GRADER_EXPORT ?= $(GRADER_OUT)/export
 train-grader: build
 	$(BIN) train --config configs/train-grader-mobilenetv2.yaml --out $(GRADER_OUT) --resume \
-		--weights-version 1.4.0 --export-dir $(GRADER_EXPORT)
+		--weights-version 1.5.0 --export-dir $(GRADER_EXPORT)
 
 build-xla:
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/acdtcm-xla ./cmd/acdtcm
