@@ -7,7 +7,7 @@ import (
 )
 
 // BenchmarkTrainStep times one training step, batch 16, of v1.3.0's network from scratch
-// ("scratch", DefaultModelConfig) and of v1.4.0's MobileNetV2 configuration ("mobilenetv2":
+// ("scratch", DefaultModelConfig) and of the shipped MobileNetV2 configuration ("mobilenetv2":
 // the frozen stem on the native engine, block_3 onwards in GoMLX).
 func BenchmarkTrainStep(b *testing.B) {
 	for _, tc := range []struct {

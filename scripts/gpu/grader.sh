@@ -15,7 +15,7 @@
 # metrics.jsonl, best.ckpt, last.ckpt, config.json. Locally, `acdtcm train --calibrate-only`
 # on a run directory holding them fits the calibration and scores valid (see the README).
 #
-# Knobs: GRADER_CONFIG (default configs/train-grader-mobilenetv2.yaml, the v1.4.0 recipe on the
+# Knobs: GRADER_CONFIG (default configs/train-grader-mobilenetv2.yaml, the v1.5.0 recipe on the
 # pretrained MobileNetV2 backbone; configs/train-grader.yaml is the from-scratch network),
 # GRADER_ARGS (extra train flags; default 20 epochs of that recipe), GRADER_BUDGET_S
 # (540), DATA (gpu-data/acne04-224), GPU_DRYRUN=1 (the same flow on a CPU machine with
