@@ -10,7 +10,8 @@ package grader
 // calibrations on the holdout. See BENCHMARKS.md ("tried and not adopted").
 //
 //	go test -tags noxla,experiments ./internal/grader -run TestScaleExperiment -v \
-//	    -exp-out /tmp/scale.csv [-exp-ckpt runs/grader/best.ckpt] [-exp-data DIR] [-exp-cache DIR]
+//	    -exp-out /tmp/scale.csv [-exp-ckpt runs/grader/best.ckpt] [-exp-data DIR] [-exp-cache DIR] \
+//	    [-exp-sizes 224,256,288,320]
 
 import (
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/acdtcm/acdtcm/internal/grader/weights"
@@ -28,6 +31,7 @@ var (
 	expCkpt  = flag.String("exp-ckpt", "", "grader checkpoint (default: the built-in weights)")
 	expData  = flag.String("exp-data", "../../../shared/datasets/acne04-detection", "the ACNE04 VOC export")
 	expCache = flag.String("exp-cache", "", "resized-pixel cache directory")
+	expSizes = flag.String("exp-sizes", "224,256,288,320", "comma-separated input sizes to run")
 )
 
 func TestScaleExperiment(t *testing.T) {
@@ -64,8 +68,16 @@ func TestScaleExperiment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	fmt.Fprintln(f, "size,flip,split,hold,source,grade,gt,c0,c1,c2,c3")
-	for _, size := range []int{224, 256, 288, 320} {
+	fmt.Fprintln(f, "size,flip,split,hold,source,id,grade,gt,c0,c1,c2,c3")
+	var sizes []int
+	for _, f := range strings.Split(*expSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			t.Fatalf("-exp-sizes: bad size %q", f)
+		}
+		sizes = append(sizes, n)
+	}
+	for _, size := range sizes {
 		ck, err := ParseCheckpoint(b)
 		if err != nil {
 			t.Fatal(err)
@@ -92,7 +104,7 @@ func TestScaleExperiment(t *testing.T) {
 				for j := range i1 - i0 {
 					s := all[i0+j]
 					c := counts[j*NumTypes : (j+1)*NumTypes]
-					fmt.Fprintf(f, "%d,%v,%s,%v,%s,%d,%d,%g,%g,%g,%g\n", size, flip, s.Split, isHold[s.Source], s.Source, s.Grade, len(s.Boxes), c[0], c[1], c[2], c[3])
+					fmt.Fprintf(f, "%d,%v,%s,%v,%s,%s,%d,%d,%g,%g,%g,%g\n", size, flip, s.Split, isHold[s.Source], s.Source, s.ID, s.Grade, len(s.Boxes), c[0], c[1], c[2], c[3])
 				}
 			}
 		}
