@@ -38,6 +38,14 @@ func TestScaleExperiment(t *testing.T) {
 	if *expOut == "" {
 		t.Skip("set -exp-out to run the experiment")
 	}
+	var sizes []int
+	for _, f := range strings.Split(*expSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			t.Fatalf("-exp-sizes: bad size %q", f)
+		}
+		sizes = append(sizes, n)
+	}
 	b := weights.Grader
 	if *expCkpt != "" {
 		var err error
@@ -69,14 +77,6 @@ func TestScaleExperiment(t *testing.T) {
 	}
 	defer f.Close()
 	fmt.Fprintln(f, "size,flip,split,hold,source,id,grade,gt,c0,c1,c2,c3")
-	var sizes []int
-	for _, f := range strings.Split(*expSizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			t.Fatalf("-exp-sizes: bad size %q", f)
-		}
-		sizes = append(sizes, n)
-	}
 	for _, size := range sizes {
 		ck, err := ParseCheckpoint(b)
 		if err != nil {

@@ -15,24 +15,24 @@ Decisions are made on the holdout only.
 --valid also prints the valid split (for the record; never used to choose).
 Needs numpy and scipy (Debian: python3-numpy python3-scipy).
 """
-import csv
 import itertools
 import sys
 
 import numpy as np
 from scipy.stats import spearmanr
 
+import scale_tta
 from scale_tta import fit_ordinal
 
 
-def load(path):
-    """Returns rows (metadata of the unflipped pass) and the flip-averaged counts (n, 4)."""
-    rows = {"false": [], "true": []}
-    for r in csv.DictReader(open(path)):
-        rows[r["flip"]].append(r)
-    a, b = rows["false"], rows["true"]
-    if not b:
-        b = a
+def load(path, size="224"):
+    """Returns the rows of the unflipped pass at `size` (photo metadata) and the flip-averaged
+    counts (n, 4)."""
+    data = scale_tta.load(path)
+    if (size, "false") not in data:
+        sys.exit(f"{path}: no counts at {size} px (run the experiment with -exp-sizes {size})")
+    a = data[(size, "false")]
+    b = data.get((size, "true"), a)
     assert [r["source"] for r in a] == [r["source"] for r in b], path
     c = lambda rs: np.array([[float(r[f"c{i}"]) for i in range(4)] for r in rs])
     return a, (c(a) + c(b)) / 2
@@ -57,11 +57,8 @@ def main():
     tr, ho, va = (split == "train") & ~hold, (split == "train") & hold, split == "valid"
     # The trainer's holdout metric: one photo per source, the first by ID.
     first = {}
-    for i, r in enumerate(meta):
-        if ho[i]:
-            key = r.get("id", str(i))
-            if r["source"] not in first or key < meta[first[r["source"]]].get("id", str(first[r["source"]])):
-                first[r["source"]] = i
+    for i in sorted(np.flatnonzero(ho), key=lambda i: meta[i]["id"]):
+        first.setdefault(meta[i]["source"], i)
     ho1 = np.zeros(len(meta), bool)
     ho1[list(first.values())] = True
     print(f"fit on {tr.sum()} train photos; holdout {ho1.sum()} sources ({ho.sum()} photos)")

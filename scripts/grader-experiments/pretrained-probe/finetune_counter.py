@@ -23,8 +23,8 @@ explore.py: 0.885-0.892, 3.6-3.9, 0.754-0.761), which made acdtcm's own `--backb
 mobilenetv2` (internal/grader/mobilenet.go) worth building.
 
 --deep LAYER also runs the backbone on past block_5_add (e.g. block_12_add: stride 16, 96
-channels, 600 k trainable parameters in all) and feeds its output, upsampled to the 28x28 grid,
-to the head beside block_5_add's: does wider context count better? Not here (2026-11-28,
+channels, 600 k trainable parameters in all) and feeds its output, upsampled to block_5_add's
+grid (28x28 at 224 px), to the head beside block_5_add's: does wider context count better? Not here (2026-11-28,
 results/mnv2-deep12.*: 20 epochs of ~70 s): holdout Spearman 0.936, MAE 3.01, calibrated
 accuracy 0.778 against 0.941 / 3.10 / 0.798 without it; train accuracy 0.903 (0.868): it fits
 the training photos better and the holdout no better.
