@@ -89,7 +89,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.Float64Var(&opts.MinLRFrac, "min-lr-frac", d.MinLRFrac, "final learning rate as a fraction of --lr (cosine decay)")
 	f.IntVar(&opts.WarmupSteps, "warmup-steps", d.WarmupSteps, "linear warm-up steps")
 	f.Float64Var(&opts.WeightDecay, "weight-decay", d.WeightDecay, "decoupled weight decay")
-	f.Float64Var(&opts.HoldoutFrac, "holdout-frac", d.HoldoutFrac, "share of train source photos held out for validation")
+	f.Float64Var(&opts.HoldoutFrac, "holdout-frac", d.HoldoutFrac, "share of train source photos held out for model selection (0: a refit on all of them for --epochs, no early stopping, keeping the last epoch or the --average-last average)")
 	f.Uint64Var(&opts.Seed, "seed", d.Seed, "random seed (initialisation, split, data order, augmentation)")
 	f.IntVar(&opts.Patience, "patience", d.Patience, "early stopping: epochs without holdout improvement (0: off)")
 	f.StringVar(&opts.Metric, "metric", d.Metric, "holdout selection metric: accuracy, macro_f1, quadratic_kappa, count_spearman (rank correlation of lesion counts)")
@@ -107,7 +107,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.BoolVar(&opts.CalibrateOnly, "calibrate-only", false, "do not train: calibrate <out>/best.ckpt, then evaluate (and export with --export-dir)")
 	f.BoolVar(&opts.FlipTTA, "tta-flip", d.FlipTTA, "calibrate on lesion counts averaged over each photo and its mirror image; inference then runs both too")
 	f.StringVar(&opts.WeightsVersion, "weights-version", "1.0.0", "semantic version recorded in exported weights (grader.json; the build date is appended)")
-	f.IntVar(&opts.AverageLast, "average-last", d.AverageLast, "keep snapshots of the last K epochs; after training, average their weights (SWA) and use the average when it beats the best epoch on the holdout (0: off)")
+	f.IntVar(&opts.AverageLast, "average-last", d.AverageLast, "keep snapshots of the last K epochs; after training, average their weights (SWA) and use the average when it beats the best epoch on the holdout, or always when there is none (0: off)")
 	f.StringVar(&opts.InitFrom, "init-from", "", "start from these weights instead of a random initialisation: a grader checkpoint, a quantized grader directory (acdtcm quantize output, dequantized) or \"builtin\" (same architecture; the input size may differ); ignored when --resume finds last.ckpt")
 	f.BoolVar(&opts.AllVersions, "all-versions", d.AllVersions, "each epoch uses every train photo (all augmented versions) instead of one version per source photo")
 	f.StringVar(&opts.TrainSplit, "train-split", d.TrainSplit, "split to train on (and carve the holdout from)")
@@ -229,10 +229,19 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 	if cfg.CalibrateOnly {
 		fmt.Fprintf(app.Out, "calibrated %s (best weights of epoch %d) on the %d train sources\n", filepath.Join(cfg.OutDir, "best.ckpt"), rep.BestEpoch, rep.TrainSources)
 	} else {
-		fmt.Fprintf(app.Out, "trained %d epochs in %s; best holdout %s %.4f at epoch %d (%d train / %d holdout sources)\n",
-			rep.Epochs, time.Duration(rep.TrainSeconds*float64(time.Second)).Round(time.Second), cfg.Metric, rep.Holdout, rep.BestEpoch, rep.TrainSources, rep.HoldoutSources)
-		if a := rep.AveragedEpochs; len(a) == 2 {
-			fmt.Fprintf(app.Out, "best weights: the average of epochs %d-%d, which beat every single epoch on the holdout\n", a[0], a[1])
+		took := time.Duration(rep.TrainSeconds * float64(time.Second)).Round(time.Second)
+		a := rep.AveragedEpochs
+		switch {
+		case rep.HoldoutSources > 0:
+			fmt.Fprintf(app.Out, "trained %d epochs in %s; best holdout %s %.4f at epoch %d (%d train / %d holdout sources)\n",
+				rep.Epochs, took, cfg.Metric, rep.Holdout, rep.BestEpoch, rep.TrainSources, rep.HoldoutSources)
+			if len(a) == 2 {
+				fmt.Fprintf(app.Out, "best weights: the average of epochs %d-%d, which beat every single epoch on the holdout\n", a[0], a[1])
+			}
+		case len(a) == 2:
+			fmt.Fprintf(app.Out, "trained %d epochs in %s on all %d train sources (no holdout); kept the average of epochs %d-%d\n", rep.Epochs, took, rep.TrainSources, a[0], a[1])
+		default:
+			fmt.Fprintf(app.Out, "trained %d epochs in %s on all %d train sources (no holdout); kept the weights of epoch %d\n", rep.Epochs, took, rep.TrainSources, rep.BestEpoch)
 		}
 	}
 	if rep.Eval != nil {

@@ -178,3 +178,42 @@ func TestTrainCommandEndToEnd(t *testing.T) {
 		t.Fatalf("init-from a quantized grader: exit %d, stderr %s", code, stderr.String())
 	}
 }
+
+// A refit (--holdout-frac 0) trains on every train source for the fixed epochs, keeps the
+// last epoch (or the --average-last average), and still calibrates and scores valid.
+func TestTrainCommandRefit(t *testing.T) {
+	data := t.TempDir()
+	writeTinyACNE04(t, data, 14)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"last epoch", nil, "trained 2 epochs in"},
+		{"averaged", []string{"--average-last", "2"}, "kept the average of epochs 1-2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			args := append([]string{"train", "--progress=false", "--data", data, "--out", out, "--cache-dir", filepath.Join(out, "cache"), "--input-size", "32", "--patch", "2", "--patch-out", "4",
+				"--layers", "8/2,8/1", "--grade-hidden", "8", "--epochs", "2", "--batch-size", "4", "--warmup-steps", "0",
+				"--holdout-frac", "0", "--patience", "1", "--calibrate"}, tc.args...)
+			var stdout, stderr bytes.Buffer
+			if code := Execute(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			if s := stdout.String(); !strings.Contains(s, tc.want) || !strings.Contains(s, "on all 14 train sources (no holdout)") || !strings.Contains(s, "valid (14 photos)") {
+				t.Errorf("stdout %q, want %q and the refit's summary", s, tc.want)
+			}
+			m, err := grader.Load(filepath.Join(out, "best.ckpt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Calibration == nil || !strings.Contains(m.Calibration.FittedOn, "no holdout") {
+				t.Errorf("calibration %+v, want one fitted on all train photos", m.Calibration)
+			}
+			if !strings.Contains(stderr.String(), "no holdout to score it on") {
+				t.Errorf("stderr lacks the calibration line: %s", stderr.String())
+			}
+		})
+	}
+}

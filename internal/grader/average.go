@@ -121,8 +121,9 @@ func (c *Checkpoint) entry(name string) (TensorEntry, error) {
 
 // averageSnapshots averages the snapshots of the last AverageLast epochs, scores the average
 // on the holdout, writes it to OutDir/averaged.ckpt and, when it beats the best single epoch
-// on the selection metric, to OutDir/best.ckpt too. It returns whether best.ckpt now holds
-// the average. The trainer's model variables hold the averaged weights afterwards.
+// on the selection metric (or when there is no holdout), to OutDir/best.ckpt too. It returns
+// whether best.ckpt now holds the average. The trainer's model variables hold the averaged
+// weights afterwards.
 func (t *Trainer) averageSnapshots() (bool, error) {
 	c, st := t.Cfg, &t.State
 	first := max(1, st.Epoch-c.AverageLast+1)
@@ -153,10 +154,18 @@ func (t *Trainer) averageSnapshots() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("holdout evaluation of the averaged weights: %w", err)
 	}
-	avg.Header.Metrics = metricsMap("holdout", m)
+	avg.Header.Metrics = map[string]float64{}
+	if !t.noHoldout() {
+		avg.Header.Metrics = metricsMap("holdout", m)
+	}
 	avg.Header.Metrics[metricAveragedFirst], avg.Header.Metrics[metricAveragedLast] = float64(used[0]), float64(used[len(used)-1])
 	if err := avg.Save(filepath.Join(c.OutDir, "averaged.ckpt")); err != nil {
 		return false, err
+	}
+	if t.noHoldout() {
+		t.Log("weights averaged over epochs %d-%d (%d snapshots); no holdout to compare them with: the average becomes the best weights",
+			used[0], used[len(used)-1], len(used))
+		return true, avg.Save(filepath.Join(c.OutDir, "best.ckpt"))
 	}
 	v := selectionValue(m, c.Metric)
 	if v <= st.Best {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -143,6 +144,69 @@ func TestTrainingKeepsAndAveragesSnapshots(t *testing.T) {
 			}
 			if _, _, ok := best.AveragedEpochs(); ok != tc.replaced {
 				t.Errorf("best.ckpt holds averaged weights: %v, want %v", ok, tc.replaced)
+			}
+		})
+	}
+}
+
+func TestRefitWithoutHoldout(t *testing.T) {
+	samples, px := synthetic(20, 32, 5)
+	for _, tc := range []struct {
+		name        string
+		averageLast int
+		averaged    bool // best.ckpt holds the average of epochs 2-3 rather than epoch 3's weights
+	}{{"last epoch", 0, false}, {"average of the last two", 2, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tinyConfig(t.TempDir())
+			c.HoldoutFrac, c.Patience, c.AverageLast, c.Metric = 0, 1, tc.averageLast, "count_spearman" // patience has nothing to watch
+			tr, err := NewTrainer(c, testBackend(t), samples, px)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.Log = t.Logf
+			if tr.NumHoldout() != 0 || tr.NumTrain() != 20 {
+				t.Fatalf("%d train / %d holdout sources, want all 20 training", tr.NumTrain(), tr.NumHoldout())
+			}
+			if err := tr.Run(gocontext.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range tr.State.History {
+				if !e.Best || e.Holdout.N != 0 {
+					t.Errorf("epoch %d: best %v, holdout n %d; want every epoch kept, none scored", e.Epoch, e.Best, e.Holdout.N)
+				}
+			}
+			if tr.State.BestEpoch != c.Epochs {
+				t.Errorf("best epoch %d, want the last, %d", tr.State.BestEpoch, c.Epochs)
+			}
+			lastWeights := weightsOf(t, tr.Context())
+			if tc.averageLast > 0 {
+				replaced, err := tr.averageSnapshots()
+				if err != nil || !replaced {
+					t.Fatalf("averageSnapshots: replaced %v, %v; want the average kept", replaced, err)
+				}
+			}
+			best, err := ReadCheckpoint(filepath.Join(c.OutDir, "best.ckpt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, l, ok := best.AveragedEpochs(); ok != tc.averaged || (ok && (f != 2 || l != 3)) {
+				t.Errorf("best.ckpt averaged epochs %d-%d (%v), want averaged %v over 2-3", f, l, ok, tc.averaged)
+			}
+			if err := best.Restore(tr.Context()); err != nil {
+				t.Fatal(err)
+			}
+			same := true
+			for name, w := range weightsOf(t, tr.Context()) {
+				for j := range w {
+					same = same && w[j] == lastWeights[name][j]
+				}
+			}
+			if same == tc.averaged {
+				t.Errorf("best.ckpt equals the last epoch's weights: %v, want %v", same, !tc.averaged)
+			}
+			svg, err := os.ReadFile(filepath.Join(c.OutDir, "curves.svg"))
+			if err != nil || !strings.Contains(string(svg), "no holdout") || strings.Contains(string(svg), "firebrick") {
+				t.Errorf("curves.svg should plot the loss alone and say there is no holdout (%v)", err)
 			}
 		})
 	}

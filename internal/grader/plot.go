@@ -13,7 +13,15 @@ func CurvesSVG(hist []EpochMetrics, metric string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", w, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%.0f" y="16">train loss (blue, left axis) and holdout %s (red, 0..1)</text>`+"\n", pad, metric)
+	holdout := false // a refit (no holdout) plots the loss alone
+	for _, e := range hist {
+		holdout = holdout || e.Holdout.N > 0
+	}
+	if holdout || len(hist) == 0 {
+		fmt.Fprintf(&b, `<text x="%.0f" y="16">train loss (blue, left axis) and holdout %s (red, 0..1)</text>`+"\n", pad, metric)
+	} else {
+		fmt.Fprintf(&b, `<text x="%.0f" y="16">train loss (blue, left axis); no holdout</text>`+"\n", pad)
+	}
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", pad, h-pad, w-pad, h-pad)
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", pad, pad, pad, h-pad)
 	if len(hist) > 0 {
@@ -35,7 +43,9 @@ func CurvesSVG(hist []EpochMetrics, metric string) []byte {
 			b.WriteString("\"/>\n")
 		}
 		line("steelblue", func(e EpochMetrics) float64 { return e.TrainLoss }, maxLoss)
-		line("firebrick", func(e EpochMetrics) float64 { return selectionValue(e.Holdout, metric) }, 1)
+		if holdout {
+			line("firebrick", func(e EpochMetrics) float64 { return selectionValue(e.Holdout, metric) }, 1)
+		}
 		fmt.Fprintf(&b, `<text x="4" y="%.0f">%.3g</text>`+"\n", pad+4, maxLoss)
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">epoch %d</text>`+"\n", w-pad-40, h-pad+16, hist[len(hist)-1].Epoch)
 	}

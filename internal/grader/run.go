@@ -94,6 +94,10 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	tr.Log = log
 	log("split by source: %d train sources, %d holdout sources; %d steps/epoch of %d; ~%.0f MFLOP/photo forward",
 		tr.NumTrain(), tr.NumHoldout(), tr.StepsPerEpoch(), cfg.BatchSize, float64(cfg.Model.FLOPs())/1e6)
+	if tr.noHoldout() && !cfg.CalibrateOnly {
+		log("no holdout (holdout_frac %g): a refit on every train source for %d epochs, without early stopping; the last epoch's weights are kept (or the average of the last %d)",
+			cfg.HoldoutFrac, cfg.Epochs, cfg.AverageLast)
+	}
 	lastPath := filepath.Join(cfg.OutDir, "last.ckpt")
 	if cfg.Resume && exists(lastPath) {
 		if err := tr.LoadCheckpoint(lastPath); err != nil {
@@ -254,7 +258,7 @@ func Export(ck *Checkpoint, rep *Report, dir string) error {
 
 // calibrate fits the count -> grade Calibration on the model's predictions for every
 // training photo (all versions; never the holdout or the eval split), scores the holdout
-// with it, and stores both in ck's header and in m.
+// (if any) with it, and stores both in ck's header and in m.
 func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) error {
 	t0 := time.Now()
 	tta := t.Cfg.FlipTTA
@@ -270,11 +274,22 @@ func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) 
 		}
 		grades[i] = t.train[i].Grade
 	}
-	cal, err := FitCalibration(totals, grades, fmt.Sprintf("%d %s photos (holdout excluded)", len(preds), t.Cfg.TrainSplit))
+	which := "holdout excluded"
+	if t.noHoldout() {
+		which = "no holdout"
+	}
+	cal, err := FitCalibration(totals, grades, fmt.Sprintf("%d %s photos (%s)", len(preds), t.Cfg.TrainSplit, which))
 	if err != nil {
 		return err
 	}
 	cal.FlipTTA = tta
+	th := cal.CountThresholds()
+	if t.noHoldout() {
+		log("calibration on %d training photos (flip TTA %v, %.0fs): slope %.3f, grade changes at %.1f / %.1f / %.1f predicted lesions; no holdout to score it on",
+			cal.N, tta, time.Since(t0).Seconds(), cal.Slope, th[0], th[1], th[2])
+		m.Calibration, ck.Header.Calibration = cal, cal
+		return nil
+	}
 	headOnly := func(rows [][]uint8) ([]Prediction, error) { return m.predict(rows, nil, false) }
 	head, _, err := Evaluate(headOnly, t.hold, t.pix, t.pixIdx, t.Cfg.BatchSize)
 	if err != nil {
@@ -285,7 +300,6 @@ func (t *Trainer) calibrate(ck *Checkpoint, m *Model, log func(string, ...any)) 
 	if err != nil {
 		return err
 	}
-	th := cal.CountThresholds()
 	log("calibration on %d training photos (flip TTA %v, %.0fs): slope %.3f, grade changes at %.1f / %.1f / %.1f predicted lesions; holdout accuracy %.4f with it, %.4f with the grade head (count Spearman %.3f)",
 		cal.N, tta, time.Since(t0).Seconds(), cal.Slope, th[0], th[1], th[2], hm.Accuracy, head.Accuracy, hm.CountSpearman)
 	ck.Header.Calibration = cal

@@ -38,7 +38,7 @@ type TrainConfig struct {
 	MinLRFrac      float64     `json:"min_lr_frac"` // cosine decay to LR*MinLRFrac at the last epoch
 	WarmupSteps    int         `json:"warmup_steps"`
 	WeightDecay    float64     `json:"weight_decay"`
-	HoldoutFrac    float64     `json:"holdout_frac"` // share of train sources held out for model selection
+	HoldoutFrac    float64     `json:"holdout_frac"` // share of train sources held out for model selection (0: none, a refit; see Run)
 	Seed           uint64      `json:"seed"`
 	Patience       int         `json:"patience"` // early stopping: epochs without improvement
 	Metric         string      `json:"metric"`   // selection metric on the holdout: accuracy, macro_f1, quadratic_kappa
@@ -238,6 +238,11 @@ func (t *Trainer) StepsPerEpoch() int {
 // NumTrain and NumHoldout report the sizes of the two sides of the split (sources / photos).
 func (t *Trainer) NumTrain() int   { return len(t.sources) }
 func (t *Trainer) NumHoldout() int { return len(t.hold) }
+
+// noHoldout reports a refit: holdout_frac 0, every train source trains for the fixed number
+// of epochs (no early stopping), and each epoch's weights (or, with AverageLast, the average
+// of the last epochs) replace the best ones.
+func (t *Trainer) noHoldout() bool { return len(t.hold) == 0 }
 
 // epochOrder is the deterministic sample order of an epoch: one random version per source
 // (or every photo with AllVersions), shuffled; it depends only on the seed and the epoch.
@@ -518,15 +523,19 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 				}
 			}
 		}
-		m, _, err := Evaluate(t.predictHead, t.hold, t.pix, t.pixIdx, c.BatchSize)
+		m, _, err := Evaluate(t.predictHead, t.hold, t.pix, t.pixIdx, c.BatchSize) // no holdout: N = 0
 		if err != nil {
 			return fmt.Errorf("holdout evaluation: %w", err)
 		}
 		em := EpochMetrics{Epoch: st.Epoch + 1, Step: st.GlobalStep, LR: t.lrAt(st.GlobalStep - 1), Holdout: m, Seconds: time.Since(epochStart).Seconds()}
 		em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade = st.EpochLoss[0]/float64(spe), st.EpochLoss[1]/float64(spe), st.EpochLoss[2]/float64(spe), st.EpochLoss[3]/float64(spe)
 		v := selectionValue(m, c.Metric)
-		lastMetric = v
 		improved := v > st.Best
+		if t.noHoldout() { // a refit: nothing to select on, the newest epoch is the one kept
+			v, improved = st.Best, true
+		} else {
+			lastMetric = v
+		}
 		em.Best = improved
 		st.History = append(st.History, em)
 		st.Epoch++
@@ -538,8 +547,13 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 			st.BadEpochs++
 		}
 		st.Elapsed = elapsed0 + time.Since(runStart).Seconds()
-		t.Log("epoch %d/%d: train loss %.4f (density %.4f count %.4f grade %.4f), holdout %s %.4f acc %.4f kappa %.4f count MAE %.2f, %.0fs",
-			em.Epoch, c.Epochs, em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade, c.Metric, v, m.Accuracy, m.Kappa, m.CountMAE, em.Seconds)
+		if t.noHoldout() {
+			t.Log("epoch %d/%d: train loss %.4f (density %.4f count %.4f grade %.4f), no holdout, %.0fs",
+				em.Epoch, c.Epochs, em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade, em.Seconds)
+		} else {
+			t.Log("epoch %d/%d: train loss %.4f (density %.4f count %.4f grade %.4f), holdout %s %.4f acc %.4f kappa %.4f count MAE %.2f, %.0fs",
+				em.Epoch, c.Epochs, em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade, c.Metric, v, m.Accuracy, m.Kappa, m.CountMAE, em.Seconds)
+		}
 		if improved {
 			if err := SaveCheckpoint(bestPath, t.ctx, c.Model, t.State, metricsMap("holdout", m), true); err != nil {
 				return err
@@ -559,7 +573,7 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 		if err := t.writeMetrics(); err != nil {
 			return err
 		}
-		if c.Patience > 0 && st.BadEpochs >= c.Patience {
+		if c.Patience > 0 && st.BadEpochs >= c.Patience { // never without a holdout: every epoch is kept
 			t.Log("early stopping: no holdout improvement for %d epochs (best %.4f at epoch %d)", st.BadEpochs, st.Best, st.BestEpoch)
 			break
 		}
