@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAverageCheckpoints(t *testing.T) {
@@ -207,6 +208,26 @@ func TestRefitWithoutHoldout(t *testing.T) {
 			svg, err := os.ReadFile(filepath.Join(c.OutDir, "curves.svg"))
 			if err != nil || !strings.Contains(string(svg), "no holdout") || strings.Contains(string(svg), "firebrick") {
 				t.Errorf("curves.svg should plot the loss alone and say there is no holdout (%v)", err)
+			}
+			// A resumed refit runs on, shows no holdout value in its progress, and keeps its new last epoch.
+			c2 := c
+			c2.Epochs = c.Epochs + 1
+			tr2, err := NewTrainer(c2, testBackend(t), samples, px)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr2.LoadCheckpoint(filepath.Join(c.OutDir, "last.ckpt")); err != nil {
+				t.Fatal(err)
+			}
+			shown := 0
+			err = tr2.Run(gocontext.Background(), func(_, _, _, _ int, _, metric float64, _ time.Duration) {
+				shown++
+				if !math.IsNaN(metric) {
+					t.Errorf("progress shows holdout value %v for a refit, want NaN (shown as -)", metric)
+				}
+			})
+			if err != nil || shown == 0 || tr2.State.BestEpoch != c2.Epochs {
+				t.Errorf("resumed refit: err %v, %d progress calls, best epoch %d; want epoch %d kept", err, shown, tr2.State.BestEpoch, c2.Epochs)
 			}
 		})
 	}

@@ -489,7 +489,7 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 	elapsed0 := st.Elapsed
 	stepsThisRun := 0
 	lastMetric := math.NaN()
-	if n := len(st.History); n > 0 {
+	if n := len(st.History); n > 0 && !t.noHoldout() {
 		lastMetric = selectionValue(st.History[n-1].Holdout, c.Metric)
 	}
 	for st.Epoch < c.Epochs {
