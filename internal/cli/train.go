@@ -107,6 +107,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.BoolVar(&opts.CalibrateOnly, "calibrate-only", false, "do not train: calibrate <out>/best.ckpt, then evaluate (and export with --export-dir)")
 	f.BoolVar(&opts.FlipTTA, "tta-flip", d.FlipTTA, "calibrate on lesion counts averaged over each photo and its mirror image; inference then runs both too")
 	f.StringVar(&opts.WeightsVersion, "weights-version", "1.0.0", "semantic version recorded in exported weights (grader.json; the build date is appended)")
+	f.BoolVar(&opts.LinkCopies, "link-copies", d.LinkCopies, "before splitting, find photos filed under two source ids by local-feature matching (as dataset validate's augmented check does): keep each such group on one side of the holdout and drop train photos that are copies of eval-split photos (~1 min for ACNE04)")
 	f.IntVar(&opts.AverageLast, "average-last", d.AverageLast, "keep snapshots of the last K epochs; after training, average their weights (SWA) and use the average when it beats the best epoch on the holdout, or always when there is none (0: off)")
 	f.StringVar(&opts.InitFrom, "init-from", "", "start from these weights instead of a random initialisation: a grader checkpoint, a quantized grader directory (acdtcm quantize output, dequantized) or \"builtin\" (same architecture; the input size may differ); ignored when --resume finds last.ckpt")
 	f.BoolVar(&opts.AllVersions, "all-versions", d.AllVersions, "each epoch uses every train photo (all augmented versions) instead of one version per source photo")

@@ -216,4 +216,13 @@ func TestTrainCommandRefit(t *testing.T) {
 			}
 		})
 	}
+	// The tiny export files every photo in train and in valid under one source id: with
+	// --link-copies the trainer drops train photos sharing a group with a valid photo, here
+	// all of them, and refuses to train.
+	var stdout, stderr bytes.Buffer
+	code := Execute([]string{"train", "--progress=false", "--data", data, "--out", t.TempDir(), "--link-copies"}, strings.NewReader(""), &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "28 train photos dropped as copies of valid photos") ||
+		!strings.Contains(stderr.String(), `every "train" photo is a copy of a "valid" photo`) {
+		t.Errorf("--link-copies on copies: exit %d, stderr %s", code, stderr.String())
+	}
 }

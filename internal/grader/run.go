@@ -55,6 +55,20 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	if len(trainS) == 0 {
 		return nil, fmt.Errorf("data %s: no %q photos", cfg.Data, cfg.TrainSplit)
 	}
+	if cfg.LinkCopies {
+		t0 := time.Now()
+		links, err := LinkCopies(ctx, append(append([]Sample(nil), trainS...), evalS...), cfg.Workers, 0)
+		if err != nil {
+			return nil, err
+		}
+		var dropped int
+		trainS, dropped = SeparateCopies(trainS, evalS, links)
+		log("copies under other source ids (local-feature matching, %.0fs): %d sources linked; %d %s photos dropped as copies of %s photos, the other linked sources kept on one side of the holdout",
+			time.Since(t0).Seconds(), links.LinkedSources(), dropped, cfg.TrainSplit, cfg.EvalSplit)
+		if len(trainS) == 0 {
+			return nil, fmt.Errorf("data %s: every %q photo is a copy of a %q photo", cfg.Data, cfg.TrainSplit, cfg.EvalSplit)
+		}
+	}
 	if !cfg.CalibrateOnly {
 		var why string
 		cfg.Model.TypedCounts, why = typedLesionLabels(trainS)
