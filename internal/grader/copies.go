@@ -66,14 +66,7 @@ func LinkCopies(ctx context.Context, samples []Sample, workers, minInliers int) 
 	if err := ctx.Err(); err != nil {
 		return CopyLinks{}, err
 	}
-	var idx []int // samples with features, in FindPairs' numbering
-	var fs []*imgmatch.Features
-	for i, f := range feats {
-		if f != nil {
-			idx, fs = append(idx, i), append(fs, f)
-		}
-	}
-	pairs, err := imgmatch.FindPairs(ctx, fs, imgmatch.GroupOptions{MinInliers: minInliers})
+	pairs, err := imgmatch.FindPairs(ctx, feats, imgmatch.GroupOptions{MinInliers: minInliers}) // nil features match nothing
 	if err != nil {
 		return CopyLinks{}, fmt.Errorf("linking copies: %w", err)
 	}
@@ -89,7 +82,7 @@ func LinkCopies(ctx context.Context, samples []Sample, workers, minInliers int) 
 		return r
 	}
 	for _, p := range pairs {
-		a, b := find(samples[idx[p.A]].Source), find(samples[idx[p.B]].Source)
+		a, b := find(samples[p.A].Source), find(samples[p.B].Source)
 		if a == b {
 			continue
 		}
