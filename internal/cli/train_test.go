@@ -190,10 +190,12 @@ func TestTrainCommandRefit(t *testing.T) {
 		want string
 	}{
 		{"last epoch", nil, "trained 2 epochs in"},
-		{"averaged", []string{"--average-last", "2"}, "kept the average of epochs 1-2"},
+		{"averaged, exported as make train-grader does", []string{"--average-last", "2", "--resume", "--weights-version", "9.8.7"}, "kept the average of epochs 1-2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
+			export := filepath.Join(out, "export")
+			tc.args = append(tc.args, "--export-dir", export)
 			args := append([]string{"train", "--progress=false", "--data", data, "--out", out, "--cache-dir", filepath.Join(out, "cache"), "--input-size", "32", "--patch", "2", "--patch-out", "4",
 				"--layers", "8/2,8/1", "--grade-hidden", "8", "--epochs", "2", "--batch-size", "4", "--warmup-steps", "0",
 				"--holdout-frac", "0", "--patience", "1", "--calibrate"}, tc.args...)
@@ -213,6 +215,20 @@ func TestTrainCommandRefit(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), "no holdout to score it on") {
 				t.Errorf("stderr lacks the calibration line: %s", stderr.String())
+			}
+			exported, err := grader.Load(filepath.Join(export, "grader.ckpt"))
+			if err != nil {
+				t.Fatalf("the refit's export: %v", err)
+			}
+			if exported.Calibration == nil || !strings.Contains(exported.Calibration.FittedOn, "no holdout") {
+				t.Errorf("exported calibration %+v, want the refit's", exported.Calibration)
+			}
+			meta, err := os.ReadFile(filepath.Join(export, "grader.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.name != "last epoch" && !strings.Contains(string(meta), `"version": "9.8.7+`) {
+				t.Errorf("grader.json lacks the asked version: %s", meta)
 			}
 		})
 	}

@@ -248,7 +248,7 @@ func TestGraderMetadata(t *testing.T) {
 		wantSrcMetric string
 	}{
 		{random, Int8, "custom-int8", "valid_accuracy"},
-		{builtin, NF4, builtinVersion + "-nf4", "holdout_accuracy"},
+		{builtin, NF4, builtinVersion + "-nf4", "valid_quadratic_kappa"},
 	}
 	for _, tc := range tests {
 		out := filepath.Join(root, filepath.Base(tc.src)+"-"+string(tc.m))
