@@ -4,10 +4,11 @@ package grader
 
 // An opt-in experiment (build tag "experiments"), not part of the test suite: it runs the
 // built-in (or a given) grader checkpoint at several input sizes, with and without the mirror
-// image, on every ACNE04 train and valid photo, and writes the predicted lesion counts per
-// photo as CSV. scripts/grader-experiments/scale_tta.py then fits the count calibration on
-// the training photos and scores multi-scale test-time augmentation and multi-feature
-// calibrations on the holdout. See BENCHMARKS.md ("tried and not adopted").
+// image, on every ACNE04 train and valid photo, and writes the predicted lesion counts and
+// the grade head's probabilities per photo as CSV. scripts/grader-experiments/scale_tta.py
+// then fits the count calibration on the training photos and scores multi-scale test-time
+// augmentation and multi-feature calibrations on the holdout; grade_head_blend.py scores
+// calibrations that also use the grade head. See BENCHMARKS.md ("tried and not adopted").
 //
 //	go test -tags noxla,experiments ./internal/grader -run TestScaleExperiment -v \
 //	    -exp-out /tmp/scale.csv [-exp-ckpt runs/grader/best.ckpt] [-exp-data DIR] [-exp-cache DIR] \
@@ -76,7 +77,7 @@ func TestScaleExperiment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	fmt.Fprintln(f, "size,flip,split,hold,source,id,grade,gt,c0,c1,c2,c3")
+	fmt.Fprintln(f, "size,flip,split,hold,source,id,grade,gt,c0,c1,c2,c3,p0,p1,p2,p3")
 	for _, size := range sizes {
 		ck, err := ParseCheckpoint(b)
 		if err != nil {
@@ -104,7 +105,9 @@ func TestScaleExperiment(t *testing.T) {
 				for j := range i1 - i0 {
 					s := all[i0+j]
 					c := counts[j*NumTypes : (j+1)*NumTypes]
-					fmt.Fprintf(f, "%d,%v,%s,%v,%s,%s,%d,%d,%g,%g,%g,%g\n", size, flip, s.Split, isHold[s.Source], s.Source, s.ID, s.Grade, len(s.Boxes), c[0], c[1], c[2], c[3])
+					p := probs[j*NumGrades : (j+1)*NumGrades]
+					fmt.Fprintf(f, "%d,%v,%s,%v,%s,%s,%d,%d,%g,%g,%g,%g,%g,%g,%g,%g\n", size, flip, s.Split, isHold[s.Source], s.Source, s.ID, s.Grade, len(s.Boxes),
+						c[0], c[1], c[2], c[3], p[0], p[1], p[2], p[3])
 				}
 			}
 		}

@@ -52,15 +52,7 @@ def main():
         models[name] = counts
     grade = np.array([int(r["grade"]) for r in meta])
     gt = np.array([int(r["gt"]) for r in meta])
-    split = np.array([r["split"] for r in meta])
-    hold = np.array([r["hold"] == "true" for r in meta])
-    tr, ho, va = (split == "train") & ~hold, (split == "train") & hold, split == "valid"
-    # The trainer's holdout metric: one photo per source, the first by ID.
-    first = {}
-    for i in sorted(np.flatnonzero(ho), key=lambda i: meta[i]["id"]):
-        first.setdefault(meta[i]["source"], i)
-    ho1 = np.zeros(len(meta), bool)
-    ho1[list(first.values())] = True
+    tr, ho, ho1, va = scale_tta.split_masks(meta)  # ho1: the trainer's holdout, one photo per source
     print(f"fit on {tr.sum()} train photos; holdout {ho1.sum()} sources ({ho.sum()} photos)")
     print("| members | holdout accuracy (1/source) | holdout accuracy (all versions) | holdout count Spearman |" + (" valid accuracy | valid Spearman |" if show_valid else ""))
     print("|---|---|---|---|" + ("---|---|" if show_valid else ""))

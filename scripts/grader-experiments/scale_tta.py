@@ -27,6 +27,20 @@ def load(path):
     return data
 
 
+def split_masks(rows):
+    """Masks over the experiment's rows: training photos (holdout sources excluded), all holdout
+    photos, one holdout photo per source (the first by ID, as `acdtcm train` scores it), valid."""
+    split = np.array([r["split"] for r in rows])
+    hold = np.array([r["hold"] == "true" for r in rows])
+    tr, ho, va = (split == "train") & ~hold, (split == "train") & hold, split == "valid"
+    first = {}
+    for i in sorted(np.flatnonzero(ho), key=lambda i: rows[i]["id"]):
+        first.setdefault(rows[i]["source"], i)
+    ho1 = np.zeros(len(rows), bool)
+    ho1[list(first.values())] = True
+    return tr, ho, ho1, va
+
+
 def fit_ordinal(X, y, l2=1e-3):
     """P(grade <= k) = sigmoid(cut_k - X @ w), increasing cuts; returns a predict function."""
     d = X.shape[1]
@@ -54,9 +68,7 @@ def main():
     base = data[("224", "false")]
     grade = np.array([int(r["grade"]) for r in base])
     gt = np.array([int(r["gt"]) for r in base])
-    split = np.array([r["split"] for r in base])
-    hold = np.array([r["hold"] == "true" for r in base])
-    tr, ho, va = (split == "train") & ~hold, (split == "train") & hold, split == "valid"
+    tr, ho, _, va = split_masks(base)
 
     def counts(keys):
         return np.mean([[[float(r[f"c{i}"]) for i in range(4)] for r in data[k]] for k in keys], 0)
@@ -78,6 +90,9 @@ def main():
     print(f"holdout: {ho.sum()} photos of {len(set(r['source'] for r, h in zip(base, ho) if h))} sources; fit on {tr.sum()} train photos")
     print("| counts from | holdout accuracy | holdout count Spearman | holdout count MAE |" + (" valid accuracy |" if show_valid else ""))
     for name, keys in variants.items():
+        if any(k not in data for k in keys):
+            print(f"| {name} | (not in the CSV: run the experiment with these -exp-sizes) | | |")
+            continue
         total = counts(keys).sum(1)
         X = np.log1p(total)[:, None]
         pred = fit_ordinal(X[tr], grade[tr])
