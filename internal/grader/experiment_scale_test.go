@@ -4,11 +4,12 @@ package grader
 
 // An opt-in experiment (build tag "experiments"), not part of the test suite: it runs the
 // built-in (or a given) grader checkpoint at several input sizes, with and without the mirror
-// image, on every ACNE04 train and valid photo, and writes the predicted lesion counts and
-// the grade head's probabilities per photo as CSV. scripts/grader-experiments/scale_tta.py
-// then fits the count calibration on the training photos and scores multi-scale test-time
-// augmentation and multi-feature calibrations on the holdout; grade_head_blend.py scores
-// calibrations that also use the grade head. See BENCHMARKS.md ("tried and not adopted").
+// image, on every ACNE04 train and valid photo, and writes per photo as CSV the predicted
+// lesion counts, the grade head's probabilities and summaries of the density map
+// (densityFeatures). scripts/grader-experiments/scale_tta.py then fits the count calibration
+// on the training photos and scores multi-scale test-time augmentation on the holdout;
+// calibration_features.py scores calibrations on the other columns. See BENCHMARKS.md
+// ("tried and not adopted").
 //
 //	go test -tags noxla,experiments ./internal/grader -run TestScaleExperiment -v \
 //	    -exp-out /tmp/scale.csv [-exp-ckpt runs/grader/best.ckpt] [-exp-data DIR] [-exp-cache DIR] \
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,7 +79,7 @@ func TestScaleExperiment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	fmt.Fprintln(f, "size,flip,split,hold,source,id,grade,gt,c0,c1,c2,c3,p0,p1,p2,p3")
+	fmt.Fprintln(f, "size,flip,split,hold,source,id,grade,gt,c0,c1,c2,c3,p0,p1,p2,p3,"+densityFeatureHeader)
 	for _, size := range sizes {
 		ck, err := ParseCheckpoint(b)
 		if err != nil {
@@ -106,12 +108,81 @@ func TestScaleExperiment(t *testing.T) {
 					s := all[i0+j]
 					c := counts[j*NumTypes : (j+1)*NumTypes]
 					p := probs[j*NumGrades : (j+1)*NumGrades]
-					fmt.Fprintf(f, "%d,%v,%s,%v,%s,%s,%d,%d,%g,%g,%g,%g,%g,%g,%g,%g\n", size, flip, s.Split, isHold[s.Source], s.Source, s.ID, s.Grade, len(s.Boxes),
-						c[0], c[1], c[2], c[3], p[0], p[1], p[2], p[3])
+					fmt.Fprintf(f, "%d,%v,%s,%v,%s,%s,%d,%d,%g,%g,%g,%g,%g,%g,%g,%g,%s\n", size, flip, s.Split, isHold[s.Source], s.Source, s.ID, s.Grade, len(s.Boxes),
+						c[0], c[1], c[2], c[3], p[0], p[1], p[2], p[3], densityFeatures(dens[j*g2:(j+1)*g2], n.head.outH, n.head.outW))
 				}
 			}
 		}
 		t.Logf("size %d done", size)
 	}
 	t.Logf("wrote %s", filepath.Clean(*expOut))
+}
+
+// Thresholds of densityFeatures, in predicted lesions per density-map cell.
+var (
+	massThresholds = []float64{0.02, 0.05, 0.1, 0.2}
+	peakThresholds = []float64{0.05, 0.1, 0.2, 0.3}
+)
+
+// densityFeatureHeader names densityFeatures' columns: m<t> is the density mass in cells
+// above t, k<t> the number of local maxima (3x3) above t, max the largest cell.
+var densityFeatureHeader = func() string {
+	var cols []string
+	for _, t := range massThresholds {
+		cols = append(cols, fmt.Sprintf("m%g", t))
+	}
+	for _, t := range peakThresholds {
+		cols = append(cols, fmt.Sprintf("k%g", t))
+	}
+	return strings.Join(append(cols, "max"), ",")
+}()
+
+// densityFeatures summarises one photo's density map (h x w cells x NumTypes, summed over
+// the types) beyond its total: mass above thresholds and peak counts, as CSV fields.
+func densityFeatures(dens []float32, h, w int) string {
+	m := make([]float64, h*w)
+	for i := range m {
+		for t := range NumTypes {
+			m[i] += float64(dens[i*NumTypes+t])
+		}
+	}
+	var fields []string
+	for _, t := range massThresholds {
+		var sum float64
+		for _, v := range m {
+			if v > t {
+				sum += v
+			}
+		}
+		fields = append(fields, fmt.Sprintf("%g", sum))
+	}
+	isPeak := func(y, x int) bool {
+		for dy := -1; dy <= 1; dy++ {
+			for dx := -1; dx <= 1; dx++ {
+				yy, xx := y+dy, x+dx
+				if (dy != 0 || dx != 0) && yy >= 0 && yy < h && xx >= 0 && xx < w && m[yy*w+xx] > m[y*w+x] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	var peaks []float64
+	for y := range h {
+		for x := range w {
+			if isPeak(y, x) {
+				peaks = append(peaks, m[y*w+x])
+			}
+		}
+	}
+	for _, t := range peakThresholds {
+		k := 0
+		for _, v := range peaks {
+			if v > t {
+				k++
+			}
+		}
+		fields = append(fields, strconv.Itoa(k))
+	}
+	return strings.Join(append(fields, fmt.Sprintf("%g", slices.Max(m))), ",")
 }
