@@ -127,6 +127,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.Float64Var(&opts.Loss.Count, "loss-count", d.Loss.Count, "weight of the log-count loss")
 	f.Float64Var(&opts.Loss.Grade, "loss-grade", d.Loss.Grade, "weight of the grade cross-entropy")
 	f.Float64Var(&opts.Loss.LabelSmoothing, "label-smoothing", d.Loss.LabelSmoothing, "grade label smoothing")
+	f.Float64Var(&opts.Loss.Ordinal, "loss-ordinal", d.Loss.Ordinal, "weight of an ordinal grade loss on the predicted total count (learnt cuts and slope from the Hayashi rule's 5.5/20.5/50.5 lesions; its gradient reaches the counter; 0: off)")
 	f.Float64Var(&opts.lossTypeDensity, "loss-type-density", 1, "when set (with --loss-type-count): the density loss is on the total-lesion map, plus the per-type maps at this relative weight; unset: per-type maps only (grader v1.0-v1.2)")
 	f.Float64Var(&opts.lossTypeCount, "loss-type-count", 1, "when set (with --loss-type-density): the count loss is on the total count, plus the per-type counts at this relative weight; unset: per-type counts + total (grader v1.0-v1.2)")
 	for _, hook := range trainFlagHooks {
@@ -184,6 +185,9 @@ func runTrainGrader(ctx context.Context, app *App, opts *trainOptions) error {
 	}
 	cfg := opts.TrainConfig
 	cfg.Model.Layers = layers
+	if cfg.Loss.Ordinal < 0 {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--loss-ordinal %g: the weight must be >= 0", cfg.Loss.Ordinal)}
+	}
 	td, tc := opts.isSet("loss-type-density"), opts.isSet("loss-type-count")
 	if td != tc {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--loss-type-density and --loss-type-count go together (total-lesion losses plus per-type terms at these weights)")}

@@ -7,10 +7,14 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/acdtcm/acdtcm/internal/grader"
 )
@@ -240,5 +244,65 @@ func TestTrainCommandRefit(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr.String(), "28 train photos dropped as copies of valid photos") ||
 		!strings.Contains(stderr.String(), `every "train" photo is a copy of a "valid" photo`) {
 		t.Errorf("--link-copies on copies: exit %d, stderr %s", code, stderr.String())
+	}
+}
+
+// --loss-ordinal adds the ordinal grade loss on the count: its cuts and slope train, live in
+// last.ckpt (so --resume continues them) and stay out of the exported weights.
+func TestTrainCommandOrdinalLoss(t *testing.T) {
+	data, out := t.TempDir(), t.TempDir()
+	writeTinyACNE04(t, data, 14)
+	args := func(epochs string, extra ...string) []string {
+		return append([]string{"train", "--progress=false", "--data", data, "--out", out, "--cache-dir", filepath.Join(out, "cache"),
+			"--input-size", "32", "--patch", "2", "--patch-out", "4", "--layers", "8/2,8/1", "--grade-hidden", "8",
+			"--epochs", epochs, "--batch-size", "4", "--warmup-steps", "0", "--holdout-frac", "0.2", "--patience", "0",
+			"--loss-ordinal", "1"}, extra...)
+	}
+	ordinalTensors := func(path string) map[string][]float32 {
+		t.Helper()
+		ck, err := grader.ReadCheckpoint(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]float32{}
+		for _, e := range ck.Header.Tensors {
+			if strings.HasPrefix(e.Name, "/ordinal_loss/") {
+				v, err := ck.Tensor(e.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[e.Name] = tensors.MustCopyFlatData[float32](v)
+			}
+		}
+		return got
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Execute(args("2"), strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	first := ordinalTensors(filepath.Join(out, "last.ckpt"))
+	if len(first) != 3 {
+		t.Fatalf("last.ckpt ordinal tensors %v, want first, gaps and log_slope", first)
+	}
+	if cut := first["/ordinal_loss/first"]; len(cut) != 1 || cut[0] == float32(math.Log1p(5.5)) {
+		t.Errorf("first cut %v: not trained from log1p(5.5)", cut)
+	}
+	if got := ordinalTensors(filepath.Join(out, "best.ckpt")); len(got) != 0 {
+		t.Errorf("best.ckpt carries the training-only ordinal tensors %v", got)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := Execute(args("3", "--resume"), strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("resume: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "resumed from") {
+		t.Errorf("the second run did not resume: %s", stderr.String())
+	}
+	if again := ordinalTensors(filepath.Join(out, "last.ckpt")); slices.Equal(again["/ordinal_loss/first"], first["/ordinal_loss/first"]) {
+		t.Errorf("the resumed epoch left the first cut at %v", again["/ordinal_loss/first"])
+	}
+	code := Execute(args("1", "--loss-ordinal", "-1"), strings.NewReader(""), &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "--loss-ordinal -1") {
+		t.Errorf("negative weight: exit %d, stderr %s", code, stderr.String())
 	}
 }

@@ -2,12 +2,14 @@ package grader
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's idiomatic dot-import.
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 // TestLossesTotalAndPerType checks the density and count losses against float64 sums written
@@ -83,5 +85,82 @@ func TestLossesTotalAndPerType(t *testing.T) {
 				t.Errorf("count loss %.7f, want %.7f", gotCount, tc.wantCt)
 			}
 		})
+	}
+}
+
+// ordinalNLL is OrdinalCountLoss written out in float64 at its initial cuts and slope.
+func ordinalNLL(totals []float64, grades []int) float64 {
+	cum := func(k int, z float64) float64 {
+		switch {
+		case k < 0:
+			return 0
+		case k >= len(ordinalInitCuts):
+			return 1
+		}
+		return 1 / (1 + math.Exp(-ordinalInitSlope*(math.Log1p(ordinalInitCuts[k])-z)))
+	}
+	var nll float64
+	for i, c := range totals {
+		z := math.Log1p(c)
+		nll -= math.Log(max(cum(grades[i], z)-cum(grades[i]-1, z), 1e-6))
+	}
+	return nll / float64(len(totals))
+}
+
+// TestOrdinalCountLoss checks the ordinal grade loss on the count against float64 arithmetic
+// at its initial cuts (the Hayashi rule's boundaries), and its gradient with respect to the
+// counts against central finite differences of that arithmetic: the gradient must reach the
+// counter, pushing counts across a boundary towards their grade.
+func TestOrdinalCountLoss(t *testing.T) {
+	// Two types per photo, summed by the loss: totals 3, 12, 30, 80, 7 with grades on both
+	// sides of their boundaries.
+	counts := []float32{1, 2, 10, 2, 20, 10, 70, 10, 3, 4}
+	grades := []int{0, 1, 1, 3, 0}
+	totals := []float64{3, 12, 30, 80, 7}
+	const b = 5
+	ctx := context.New()
+	exec, err := context.NewExec(testBackend(t), ctx, func(ctx *context.Context, c, g *Node) []*Node {
+		loss := OrdinalCountLoss(ctx, c, g)
+		return []*Node{loss, Gradient(loss, c)[0]}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g32 := make([]int32, b)
+	for i, g := range grades {
+		g32[i] = int32(g)
+	}
+	outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(counts, b, 2), tensors.FromFlatDataAndDimensions(g32, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ordinalNLL(totals, grades)
+	if got := float64(tensors.ToScalar[float32](outs[0])); math.Abs(got-want) > 1e-5*math.Max(1, want) {
+		t.Errorf("loss %.7f, want %.7f", got, want)
+	}
+	grad := tensors.MustCopyFlatData[float32](outs[1])
+	for i := range totals {
+		const h = 1e-4
+		up, down := slices.Clone(totals), slices.Clone(totals)
+		up[i] += h
+		down[i] -= h
+		fd := (ordinalNLL(up, grades) - ordinalNLL(down, grades)) / (2 * h)
+		for k := range 2 { // d loss / d count of either type = d loss / d total
+			if g := float64(grad[i*2+k]); math.Abs(g-fd) > 1e-3*math.Max(1e-2, math.Abs(fd)) {
+				t.Errorf("photo %d type %d: gradient %.6g, finite difference %.6g", i, k, g, fd)
+			}
+		}
+		// Photo 1 (12 lesions, grade 1) sits inside its band; photo 0 (3 lesions, grade 0) too;
+		// photo 4 (7 lesions, grade 0) must be pushed down, photo 2 (30, grade 1) down, photo 3 (80, grade 3) up.
+		if sign := map[int]float64{2: 1, 3: -1, 4: 1}[i]; sign != 0 && fd*sign <= 0 {
+			t.Errorf("photo %d: gradient %.4g does not push its count towards grade %d", i, fd, grades[i])
+		}
+	}
+	var names []string
+	for v := range ctx.IterVariables() {
+		names = append(names, v.ScopeAndName())
+	}
+	if len(names) != 3 || isModelVar(names[0]) {
+		t.Errorf("variables %v, want the cuts and slope outside the model scope", names)
 	}
 }

@@ -290,6 +290,57 @@ type LossWeights struct {
 	// (plus the total count), as grader v1.0-v1.2 were trained.
 	TypeDensity *float64 `json:"type_density,omitempty"`
 	TypeCount   *float64 `json:"type_count,omitempty"`
+	// Ordinal weighs OrdinalCountLoss, a grade loss on the predicted total count (0: off).
+	Ordinal float64 `json:"ordinal,omitempty"`
+}
+
+// ordinalScope is the context scope of OrdinalCountLoss's cuts and slope: outside the model
+// scope, so exported checkpoints leave them out (the shipped grade comes from the calibration
+// fitted after training), while last.ckpt keeps them for --resume.
+const ordinalScope = "ordinal_loss"
+
+// Hayashi count-rule boundaries (lesions) and the slope OrdinalCountLoss starts from.
+var (
+	ordinalInitCuts  = []float64{5.5, 20.5, 50.5}
+	ordinalInitSlope = 4.0
+)
+
+// OrdinalCountLoss is a grade loss on the predicted total lesion count: P(grade <= k) =
+// sigmoid(slope * (cut_k - log1p(count))), with three increasing cuts (on log1p(count)) and
+// the slope learnt in ctx's ordinalScope, started at the Hayashi rule's 5.5 / 20.5 / 50.5
+// lesions and slope 4. It returns the mean negative log-likelihood of the grades gtGrade
+// [batch] given the counts [batch, NumTypes] (summed over types). Unlike the grade head's
+// cross-entropy, its gradient reaches the counter: it rewards counts on the right side of
+// the grade boundaries.
+func OrdinalCountLoss(ctx *context.Context, counts, gtGrade *Node) *Node {
+	g := counts.Graph()
+	dt := counts.DType()
+	c := ctx.In(ordinalScope).Checked(false) // resumed runs restore the variables first
+	log1p := func(x float64) float64 { return math.Log1p(x) }
+	first := c.VariableWithValue("first", []float32{float32(log1p(ordinalInitCuts[0]))}).ValueGraph(g)
+	gaps := make([]float32, len(ordinalInitCuts)-1)
+	for i := range gaps { // softplus^-1 of the gaps between the initial cuts
+		gaps[i] = float32(math.Log(math.Expm1(log1p(ordinalInitCuts[i+1]) - log1p(ordinalInitCuts[i]))))
+	}
+	gapVar := c.VariableWithValue("gaps", gaps).ValueGraph(g)
+	logSlope := c.VariableWithValue("log_slope", []float32{float32(math.Log(ordinalInitSlope))}).ValueGraph(g)
+
+	sp := Softplus(gapVar)
+	cuts := []*Node{first}
+	for i := range gaps {
+		cuts = append(cuts, Add(cuts[i], Slice(sp, AxisRange(i, i+1))))
+	}
+	nc := len(cuts)
+	b := counts.Shape().Dimensions[0]
+	cutRow := BroadcastToDims(InsertAxes(ConvertDType(Concatenate(cuts, 0), dt), 0), b, nc)
+	z := BroadcastToDims(InsertAxes(Log1p(ReduceSum(counts, 1)), -1), b, nc)
+	slope := Reshape(ConvertDType(Exp(logSlope), dt))
+	cum := Sigmoid(Mul(slope, Sub(cutRow, z)))                              // P(grade <= k), k < nc
+	edge := Slice(cum, AxisRange(), AxisRange(0, 1))                        // [b, 1]
+	padded := Concatenate([]*Node{ZerosLike(edge), cum, OnesLike(edge)}, 1) // [b, nc+2]
+	pick := func(idx *Node) *Node { return ReduceSum(Mul(OneHot(idx, nc+2, dt), padded), 1) }
+	p := Sub(pick(AddScalar(gtGrade, 1)), pick(gtGrade))
+	return Neg(ReduceAllMean(Log(MaxScalar(p, 1e-6))))
 }
 
 // Losses builds the training losses: density (per-image sum of squared errors), count

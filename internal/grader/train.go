@@ -213,6 +213,9 @@ func NewTrainer(cfg TrainConfig, backend backends.Backend, trainSamples []Sample
 	t.step, err = context.NewExec(backend, t.ctx, func(ctx *context.Context, in []*Node) []*Node {
 		out := buildModel(ctx, mc, in[0], t.stemUnits)
 		total, d, c, g := Losses(out, in[1], in[2], in[3], in[4], lw)
+		if lw.Ordinal > 0 { // in the total only; its own value is not logged
+			total = Add(total, MulScalar(OrdinalCountLoss(ctx, out.Counts, in[3]), lw.Ordinal))
+		}
 		opt.UpdateGraph(ctx, total.Graph(), total)
 		return []*Node{total, d, c, g}
 	})
