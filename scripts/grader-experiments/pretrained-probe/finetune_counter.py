@@ -29,6 +29,15 @@ results/mnv2-deep12.*: 20 epochs of ~70 s): holdout Spearman 0.936, MAE 3.01, ca
 accuracy 0.778 against 0.941 / 3.10 / 0.798 without it; train accuracy 0.903 (0.868): it fits
 the training photos better and the holdout no better.
 
+--mosaic P (2026-11-28) replaces a training photo, with probability P, by four quadrants of
+random photos of the batch, each kept in place (faces are roughly aligned): new count mixtures
+at the lesions' own scale. At P = 0.5 (results/mnv2-frozen2-mosaic50.*): holdout Spearman
+0.934, MAE 3.22, calibrated accuracy 0.791 against 0.941 / 3.10 / 0.798 without (seed 1).
+
+--ordinal W (2026-11-28) adds W x an ordinal grade loss on the predicted count (the
+calibration's cumulative-logit model with learnt cuts and slope; acdtcm's --loss-ordinal):
+see BENCHMARKS.md ("Ordinal grade loss on the count") for its seeds against the baseline's.
+
 --size N runs at N px (density grid N/8) instead of 224. At 320 (results/mnv2-frozen2-320.*,
 2026-11-28; stem 1,448 s, then ~150 s per epoch): holdout Spearman 0.930, MAE 3.10, calibrated
 accuracy 0.791, i.e. no better than 224 px.
@@ -118,6 +127,26 @@ class PretrainedCounter(nn.Module):
         return F.softplus(self.head(f)) / 100.0
 
 
+def mosaic(xb, db, cb, p):
+    """Replaces each photo of a batch, with probability p, by a mosaic of four quadrants taken at
+    the same position from random photos of the batch: the network input xb [b, c, h, w] and the
+    density target db [b, 1, g, g] alike (h and g even); a mosaic's count target is its density
+    sum. Faces are roughly aligned in ACNE04, so a quadrant keeps its place on the face and the
+    lesions keep their scale."""
+    xo, do, co = xb.clone(), db.clone(), cb.clone()
+    hx, wx, hd, wd = xb.shape[2] // 2, xb.shape[3] // 2, db.shape[2] // 2, db.shape[3] // 2
+    for i in range(len(xb)):
+        if random.random() >= p:
+            continue
+        for qy in range(2):
+            for qx in range(2):
+                j = random.randrange(len(xb))
+                xo[i, :, qy * hx:(qy + 1) * hx, qx * wx:(qx + 1) * wx] = xb[j, :, qy * hx:(qy + 1) * hx, qx * wx:(qx + 1) * wx]
+                do[i, :, qy * hd:(qy + 1) * hd, qx * wd:(qx + 1) * wd] = db[j, :, qy * hd:(qy + 1) * hd, qx * wd:(qx + 1) * wd]
+        co[i] = do[i].sum()
+    return xo, do, co
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--manifest", default="data/acne04/manifest.jsonl")
@@ -134,6 +163,12 @@ def main():
     ap.add_argument("--deep", default="", help="also run the backbone on to this layer (e.g. block_12_add, stride 16) "
                     "and feed its upsampled output to the head beside block_5_add's")
     ap.add_argument("--size", type=int, default=224, help="input size in pixels (a multiple of 8; the density grid is size/8)")
+    ap.add_argument("--mosaic", type=float, default=0, help="probability that a training photo is replaced by a mosaic: each "
+                    "quadrant (of the network input and the density target, at the same position) from a random photo of the "
+                    "batch, the count target the mosaic's density sum")
+    ap.add_argument("--ordinal", type=float, default=0, help="weight of an ordinal grade loss on the predicted count: "
+                    "P(grade <= k) = sigmoid(slope * (cut_k - log1p(count))), cuts and slope learnt (from the Hayashi "
+                    "rule's 5.5 / 20.5 / 50.5 and 4), cross-entropy on the photo's grade")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tag", default="mnv2-counter")
     ap.add_argument("--out", default="/tmp/torch-capacity")
@@ -145,6 +180,8 @@ def main():
     os.makedirs(a.cache_dir, exist_ok=True)
     if a.size % 8:
         ap.error("--size must be a multiple of 8")
+    if a.mosaic > 0 and a.ordinal > 0:
+        ap.error("--mosaic and --ordinal do not combine: a mosaic has no grade")
     pixels, recs = explore.load_photos(a.manifest, a.size, os.path.join(a.cache_dir, f"photos-{a.size}.npz"))
     grid = a.size // 8
     dens = np.stack([explore.density_target(r["centres"], grid, 1.0) for r in recs]).sum(1, keepdims=True)
@@ -160,7 +197,19 @@ def main():
     model.to(dev)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"[{a.tag}] {nparams} trainable params, train {len(idx_train)} holdout {len(idx_hold)}", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.wd)
+    cut0 = torch.log1p(torch.tensor([5.5, 20.5, 50.5]))
+    ordinal = nn.ParameterDict(dict(first=nn.Parameter(cut0[:1].clone()), gaps=nn.Parameter(torch.log(torch.expm1(cut0[1:] - cut0[:-1]))),
+                                    log_slope=nn.Parameter(torch.log(torch.tensor([4.0]))))).to(dev)
+
+    def ordinal_nll(count, grade):
+        """The ordinal grade loss of --ordinal: mean negative log-likelihood of the grades."""
+        cuts = torch.cat([ordinal["first"], ordinal["first"] + torch.cumsum(F.softplus(ordinal["gaps"]), 0)])
+        cum = torch.sigmoid(ordinal["log_slope"].exp() * (cuts[None, :] - torch.log1p(count)[:, None]))
+        cum = torch.cat([torch.zeros_like(cum[:, :1]), cum, torch.ones_like(cum[:, :1])], 1)
+        p = (cum[torch.arange(len(grade)), grade + 1] - cum[torch.arange(len(grade)), grade]).clamp_min(1e-6)
+        return -torch.log(p).mean()
+
+    opt = torch.optim.AdamW(list(model.parameters()) + (list(ordinal.parameters()) if a.ordinal > 0 else []), lr=a.lr, weight_decay=a.wd)
     steps_per_epoch = len(idx_train) // a.batch
     total, warm = steps_per_epoch * a.epochs, 30
 
@@ -222,12 +271,17 @@ def main():
                 m = torch.tensor(mirrored)
                 db[m] = torch.flip(db[m], [3])
                 db = db.to(dev)
+            cb = C[b].to(dev)
+            if a.mosaic > 0:
+                xb, db, cb = mosaic(xb, db, cb, a.mosaic)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             pd = model(xb)
             ld = ((pd - db) ** 2).sum() / len(b)
-            lc = (torch.log1p(pd.sum((1, 2, 3))) - torch.log1p(C[b].to(dev))).abs().mean()
+            lc = (torch.log1p(pd.sum((1, 2, 3))) - torch.log1p(cb)).abs().mean()
             loss = 10 * ld + 2 * lc
+            if a.ordinal > 0:
+                loss = loss + a.ordinal * ordinal_nll(pd.sum((1, 2, 3)), torch.from_numpy(grades[b]).to(dev))
             opt.zero_grad(); loss.backward(); opt.step()
             tot += loss.item(); step += 1
         ph = predict(idx_hold)
