@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sort"
+	"slices"
 	"sync"
 
+	"github.com/acdtcm/acdtcm/internal/disjoint"
 	"github.com/acdtcm/acdtcm/internal/imageio"
 	"github.com/acdtcm/acdtcm/internal/imgmatch"
 )
@@ -70,39 +71,32 @@ func LinkCopies(ctx context.Context, samples []Sample, workers, minInliers int) 
 	if err != nil {
 		return CopyLinks{}, fmt.Errorf("linking copies: %w", err)
 	}
-	parent := map[string]string{}
-	var find func(string) string
-	find = func(s string) string {
-		p, ok := parent[s]
-		if !ok || p == s {
-			return s
+	// Versions of one source are one set from the start; matching pairs merge sets.
+	sets := disjoint.New(len(samples))
+	firstOf := map[string]int{}
+	for i, s := range samples {
+		if j, ok := firstOf[s.Source]; ok {
+			sets.Union(i, j)
+		} else {
+			firstOf[s.Source] = i
 		}
-		r := find(p)
-		parent[s] = r
-		return r
 	}
 	for _, p := range pairs {
-		a, b := find(samples[p.A].Source), find(samples[p.B].Source)
-		if a == b {
-			continue
-		}
-		if b < a {
-			a, b = b, a
-		}
-		parent[a], parent[b] = a, a // the smaller id names the group
+		sets.Union(p.A, p.B)
+	}
+	sourcesOf := map[int][]string{}
+	for src, i := range firstOf {
+		r := sets.Find(i)
+		sourcesOf[r] = append(sourcesOf[r], src)
 	}
 	links := CopyLinks{group: map[string]string{}}
-	members := map[string][]string{}
-	for s := range parent {
-		members[find(s)] = append(members[find(s)], s)
-	}
-	for root, ms := range members {
-		if len(ms) < 2 {
+	for _, srcs := range sourcesOf {
+		if len(srcs) < 2 {
 			continue
 		}
-		sort.Strings(ms)
-		for _, s := range ms {
-			links.group[s] = root
+		root := slices.Min(srcs) // the smallest id names the group
+		for _, src := range srcs {
+			links.group[src] = root
 		}
 	}
 	return links, nil

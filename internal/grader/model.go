@@ -316,11 +316,10 @@ func OrdinalCountLoss(ctx *context.Context, counts, gtGrade *Node) *Node {
 	g := counts.Graph()
 	dt := counts.DType()
 	c := ctx.In(ordinalScope).Checked(false) // resumed runs restore the variables first
-	log1p := func(x float64) float64 { return math.Log1p(x) }
-	first := c.VariableWithValue("first", []float32{float32(log1p(ordinalInitCuts[0]))}).ValueGraph(g)
+	first := c.VariableWithValue("first", []float32{float32(math.Log1p(ordinalInitCuts[0]))}).ValueGraph(g)
 	gaps := make([]float32, len(ordinalInitCuts)-1)
 	for i := range gaps { // softplus^-1 of the gaps between the initial cuts
-		gaps[i] = float32(math.Log(math.Expm1(log1p(ordinalInitCuts[i+1]) - log1p(ordinalInitCuts[i]))))
+		gaps[i] = float32(math.Log(math.Expm1(math.Log1p(ordinalInitCuts[i+1]) - math.Log1p(ordinalInitCuts[i]))))
 	}
 	gapVar := c.VariableWithValue("gaps", gaps).ValueGraph(g)
 	logSlope := c.VariableWithValue("log_slope", []float32{float32(math.Log(ordinalInitSlope))}).ValueGraph(g)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
+	"github.com/acdtcm/acdtcm/internal/disjoint"
 	"github.com/acdtcm/acdtcm/internal/imgmatch"
 )
 
@@ -122,10 +123,10 @@ func TestACNE04(t *testing.T) {
 	b.Reset()
 	fmt.Fprintln(&b, "min inliers  groups  images  largest  cross-split  multi-source  triples full/partial (of 991 train sources)")
 	for _, th := range []int{20, 25, 30, 35, 40, 50, 60} {
-		u := newUnionFind(len(fe))
+		u := disjoint.New(len(fe))
 		for _, p := range pairs {
 			if p.Inliers >= th {
-				u.union(p.A, p.B)
+				u.Union(p.A, p.B)
 			}
 		}
 		groups, _ := linkedGroups(u, fe, make([]int, len(fe)), maxInt)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/acdtcm/acdtcm/internal/disjoint"
 	"github.com/acdtcm/acdtcm/internal/imgmatch"
 )
 
@@ -27,10 +28,10 @@ func (v *validator) checkAugmented(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("augmented copies: %w", err)
 	}
-	u := newUnionFind(len(ok))
+	u := disjoint.New(len(ok))
 	weakest := make([]int, len(ok)) // fewest inliers of a pair linking the image (0: none)
 	for _, p := range pairs {
-		u.union(p.A, p.B)
+		u.Union(p.A, p.B)
 		for _, i := range []int{p.A, p.B} {
 			if weakest[i] == 0 || p.Inliers < weakest[i] {
 				weakest[i] = p.Inliers

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
+	"github.com/acdtcm/acdtcm/internal/disjoint"
 )
 
 // Splits accepted in the split field; "val" is an alias of "valid", "dev" is a holdout carved from train.
@@ -128,27 +129,6 @@ func (v *validator) checkGeometry() {
 	}
 }
 
-// unionFind is a disjoint-set forest over entry indices.
-type unionFind []int
-
-func newUnionFind(n int) unionFind {
-	u := make(unionFind, n)
-	for i := range u {
-		u[i] = i
-	}
-	return u
-}
-
-func (u unionFind) find(x int) int {
-	for u[x] != x {
-		u[x] = u[u[x]]
-		x = u[x]
-	}
-	return x
-}
-
-func (u unionFind) union(a, b int) { u[u.find(a)] = u.find(b) }
-
 // hashDistance is the Hamming distance between two images' perceptual hashes, allowing one
 // of them to be mirrored.
 func hashDistance(a, b *entry) int {
@@ -198,12 +178,12 @@ func (v *validator) checkDuplicates() {
 // threshold and returns the connected groups of two or more images, in manifest order,
 // with the largest linking distance of each.
 func nearGroups(ok []*entry, threshold int) (groups [][]*entry, maxDist []int) {
-	u := newUnionFind(len(ok))
+	u := disjoint.New(len(ok))
 	far := make([]int, len(ok))
 	for i := range ok {
 		for j := i + 1; j < len(ok); j++ {
 			if d := hashDistance(ok[i], ok[j]); d <= threshold {
-				u.union(i, j)
+				u.Union(i, j)
 				far[i] = max(far[i], d)
 			}
 		}
@@ -215,12 +195,12 @@ func maxInt(a, b int) int { return max(a, b) }
 
 // linkedGroups returns the connected groups of two or more images of u, in manifest order,
 // each with its images' scores folded by combine.
-func linkedGroups(u unionFind, ok []*entry, score []int, combine func(a, b int) int) (groups [][]*entry, scores []int) {
+func linkedGroups(u disjoint.Sets, ok []*entry, score []int, combine func(a, b int) int) (groups [][]*entry, scores []int) {
 	index := map[int]int{}
 	var all [][]*entry
 	var allScores []int
 	for i := range ok {
-		r := u.find(i)
+		r := u.Find(i)
 		gi, seen := index[r]
 		if !seen {
 			gi = len(all)
