@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -289,6 +290,22 @@ func TestTrainCommandOrdinalLoss(t *testing.T) {
 	}
 	if got := ordinalTensors(filepath.Join(out, "best.ckpt")); len(got) != 0 {
 		t.Errorf("best.ckpt carries the training-only ordinal tensors %v", got)
+	}
+	metrics, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(metrics)), "\n") {
+		var em grader.EpochMetrics
+		if err := json.Unmarshal([]byte(line), &em); err != nil {
+			t.Fatalf("metrics.jsonl line %d: %v", i+1, err)
+		}
+		if !(em.TrainOrdinal > 0) || em.TrainLoss < em.TrainOrdinal {
+			t.Errorf("epoch %d: train_ordinal_loss %v, want > 0 and inside the total %v", em.Epoch, em.TrainOrdinal, em.TrainLoss)
+		}
+	}
+	if !strings.Contains(stderr.String(), " ordinal ") {
+		t.Errorf("the epoch log does not report the ordinal term: %s", stderr.String())
 	}
 	stdout.Reset()
 	stderr.Reset()

@@ -22,9 +22,9 @@ func weightsOf(t *testing.T, ctx *context.Context) map[string][]float32 {
 	return out
 }
 
-func runSteps(t *testing.T, tr *Trainer, n int) [][4]float64 {
+func runSteps(t *testing.T, tr *Trainer, n int) []LossTerms {
 	t.Helper()
-	var ls [][4]float64
+	var ls []LossTerms
 	for i := 0; i < n; i++ {
 		if tr.State.StepInEpoch >= tr.StepsPerEpoch() {
 			tr.State.Epoch++

@@ -125,7 +125,7 @@ func TestLossDecreases(t *testing.T) {
 		t.Fatal(err)
 	}
 	const steps = 40
-	var first, last [4]float64
+	var first, last LossTerms
 	for i := 0; i < steps; i++ {
 		tr.State.Epoch, tr.State.StepInEpoch = 0, 0
 		l, err := tr.Step()

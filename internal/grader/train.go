@@ -78,16 +78,18 @@ func DefaultTrainConfig() TrainConfig {
 
 // EpochMetrics is one line of metrics.jsonl.
 type EpochMetrics struct {
-	Epoch      int          `json:"epoch"`
-	Step       int          `json:"step"`
-	LR         float64      `json:"lr"`
-	TrainLoss  float64      `json:"train_loss"`
-	TrainDens  float64      `json:"train_density_loss"`
-	TrainCount float64      `json:"train_count_loss"`
-	TrainGrade float64      `json:"train_grade_loss"`
-	Holdout    GradeMetrics `json:"holdout"`
-	Seconds    float64      `json:"seconds"`
-	Best       bool         `json:"best"`
+	Epoch      int     `json:"epoch"`
+	Step       int     `json:"step"`
+	LR         float64 `json:"lr"`
+	TrainLoss  float64 `json:"train_loss"`
+	TrainDens  float64 `json:"train_density_loss"`
+	TrainCount float64 `json:"train_count_loss"`
+	TrainGrade float64 `json:"train_grade_loss"`
+	// TrainOrdinal is the unweighted OrdinalCountLoss (absent when the loss is off).
+	TrainOrdinal float64      `json:"train_ordinal_loss,omitempty"`
+	Holdout      GradeMetrics `json:"holdout"`
+	Seconds      float64      `json:"seconds"`
+	Best         bool         `json:"best"`
 }
 
 // TrainState is saved in every training checkpoint for exact resume.
@@ -99,7 +101,7 @@ type TrainState struct {
 	BestEpoch   int            `json:"best_epoch"`
 	BadEpochs   int            `json:"bad_epochs"`
 	History     []EpochMetrics `json:"history"`
-	EpochLoss   [4]float64     `json:"epoch_loss"` // running sums of the current epoch
+	EpochLoss   LossTerms      `json:"epoch_loss"` // running sums of the current epoch
 	Elapsed     float64        `json:"elapsed_seconds"`
 	Config      TrainConfig    `json:"config"`
 }
@@ -213,11 +215,13 @@ func NewTrainer(cfg TrainConfig, backend backends.Backend, trainSamples []Sample
 	t.step, err = context.NewExec(backend, t.ctx, func(ctx *context.Context, in []*Node) []*Node {
 		out := buildModel(ctx, mc, in[0], t.stemUnits)
 		total, d, c, g := Losses(out, in[1], in[2], in[3], in[4], lw)
-		if lw.Ordinal > 0 { // in the total only; its own value is not logged
-			total = Add(total, MulScalar(OrdinalCountLoss(ctx, out.Counts, in[3]), lw.Ordinal))
+		o := ScalarZero(total.Graph(), total.DType())
+		if lw.Ordinal > 0 {
+			o = OrdinalCountLoss(ctx, out.Counts, in[3])
+			total = Add(total, MulScalar(o, lw.Ordinal))
 		}
 		opt.UpdateGraph(ctx, total.Graph(), total)
-		return []*Node{total, d, c, g}
+		return []*Node{total, d, c, g, o}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("train step: %w", err)
@@ -338,16 +342,19 @@ func (t *Trainer) lrAt(step int) float64 {
 	return c.LR * (c.MinLRFrac + (1-c.MinLRFrac)*0.5*(1+math.Cos(math.Pi*p)))
 }
 
-// Step runs one training step (the next batch of the current epoch) and returns its losses
-// (total, density, count, grade).
-func (t *Trainer) Step() ([4]float64, error) {
+// LossTerms holds one step's losses (or an epoch's running sums): the weighted total, then
+// the unweighted density, count, grade and ordinal terms (ordinal 0 when it is off).
+type LossTerms [5]float64
+
+// Step runs one training step (the next batch of the current epoch) and returns its losses.
+func (t *Trainer) Step() (LossTerms, error) {
 	st := &t.State
 	order := t.epochOrder(st.Epoch)
 	b := t.Cfg.BatchSize
 	idx := order[st.StepInEpoch*b : (st.StepInEpoch+1)*b]
 	lrVar := optimizers.LearningRateVar(t.ctx, dtypes.Float32, t.Cfg.LR)
 	if err := lrVar.SetValue(tensors.FromValue(float32(t.lrAt(st.GlobalStep)))); err != nil {
-		return [4]float64{}, fmt.Errorf("set learning rate: %w", err)
+		return LossTerms{}, fmt.Errorf("set learning rate: %w", err)
 	}
 	args := t.batchTensors(idx, st.GlobalStep)
 	in := make([]any, len(args))
@@ -356,9 +363,9 @@ func (t *Trainer) Step() ([4]float64, error) {
 	}
 	outs, err := t.step.Exec(in...)
 	if err != nil {
-		return [4]float64{}, fmt.Errorf("train step %d: %w", st.GlobalStep, err)
+		return LossTerms{}, fmt.Errorf("train step %d: %w", st.GlobalStep, err)
 	}
-	var l [4]float64
+	var l LossTerms
 	for i := range l {
 		l[i] = float64(tensors.ToScalar[float32](outs[i]))
 		st.EpochLoss[i] += l[i]
@@ -533,6 +540,7 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 		}
 		em := EpochMetrics{Epoch: st.Epoch + 1, Step: st.GlobalStep, LR: t.lrAt(st.GlobalStep - 1), Holdout: m, Seconds: time.Since(epochStart).Seconds()}
 		em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade = st.EpochLoss[0]/float64(spe), st.EpochLoss[1]/float64(spe), st.EpochLoss[2]/float64(spe), st.EpochLoss[3]/float64(spe)
+		em.TrainOrdinal = st.EpochLoss[4] / float64(spe)
 		v := selectionValue(m, c.Metric)
 		improved := v > st.Best
 		if t.noHoldout() { // a refit: nothing to select on, the newest epoch is the one kept
@@ -544,19 +552,23 @@ func (t *Trainer) Run(ctx gocontext.Context, progress Progress) error {
 		st.History = append(st.History, em)
 		st.Epoch++
 		st.StepInEpoch = 0
-		st.EpochLoss = [4]float64{}
+		st.EpochLoss = LossTerms{}
 		if improved {
 			st.Best, st.BestEpoch, st.BadEpochs = v, em.Epoch, 0
 		} else {
 			st.BadEpochs++
 		}
 		st.Elapsed = elapsed0 + time.Since(runStart).Seconds()
+		terms := fmt.Sprintf("density %.4f count %.4f grade %.4f", em.TrainDens, em.TrainCount, em.TrainGrade)
+		if c.Loss.Ordinal > 0 {
+			terms += fmt.Sprintf(" ordinal %.4f", em.TrainOrdinal)
+		}
 		if t.noHoldout() {
-			t.Log("epoch %d/%d: train loss %.4f (density %.4f count %.4f grade %.4f), no holdout, %.0fs",
-				em.Epoch, c.Epochs, em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade, em.Seconds)
+			t.Log("epoch %d/%d: train loss %.4f (%s), no holdout, %.0fs",
+				em.Epoch, c.Epochs, em.TrainLoss, terms, em.Seconds)
 		} else {
-			t.Log("epoch %d/%d: train loss %.4f (density %.4f count %.4f grade %.4f), holdout %s %.4f acc %.4f kappa %.4f count MAE %.2f, %.0fs",
-				em.Epoch, c.Epochs, em.TrainLoss, em.TrainDens, em.TrainCount, em.TrainGrade, c.Metric, v, m.Accuracy, m.Kappa, m.CountMAE, em.Seconds)
+			t.Log("epoch %d/%d: train loss %.4f (%s), holdout %s %.4f acc %.4f kappa %.4f count MAE %.2f, %.0fs",
+				em.Epoch, c.Epochs, em.TrainLoss, terms, c.Metric, v, m.Accuracy, m.Kappa, m.CountMAE, em.Seconds)
 		}
 		if improved {
 			if err := SaveCheckpoint(bestPath, t.ctx, c.Model, t.State, metricsMap("holdout", m), true); err != nil {
