@@ -55,7 +55,7 @@ else
 	else
 		ACDTCM="$ROOT/bin/acdtcm-xla"
 	fi
-	ARGS="${GRADER_ARGS:---epochs 20 --patience 0 --average-last 6}"
+	ARGS="${GRADER_ARGS:---epochs 20 --patience 0 --average-last 6 --loss-ordinal 1}"
 	SMOKE_ARGS="--epochs 1 --holdout-frac 0.2"
 	TRAIN_DATA="$DATA/manifest.jsonl"
 fi
