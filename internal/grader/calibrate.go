@@ -55,6 +55,10 @@ func (c *Calibration) Probabilities(total float64) []float64 {
 
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
+// hayashiCountCuts are the Hayashi rule's grade boundaries in lesions (grade 0 up to 5, 1 up
+// to 20, 2 up to 50): where the calibration's fit and OrdinalCountLoss's cuts start.
+var hayashiCountCuts = [NumGrades - 1]float64{5.5, 20.5, 50.5}
+
 // calibrationParams maps an unconstrained vector (slope, first cut, log gaps) to a
 // Calibration with increasing cuts.
 func calibrationParams(x []float64) Calibration {
@@ -96,9 +100,12 @@ func FitCalibration(totals []float64, grades []int, fittedOn string) (*Calibrati
 		}
 		return s/float64(len(totals)) + ridge*r
 	}
-	// Start from the Hayashi rule on the raw counts (cuts at 5.5, 20.5 and 50.5 lesions).
+	// Start from the Hayashi rule on the raw counts.
 	const slope0 = 3.0
-	x0 := []float64{slope0, slope0 * math.Log1p(5.5), math.Log(slope0 * (math.Log1p(20.5) - math.Log1p(5.5))), math.Log(slope0 * (math.Log1p(50.5) - math.Log1p(20.5)))}
+	x0 := []float64{slope0, slope0 * math.Log1p(hayashiCountCuts[0])}
+	for k := 1; k < len(hayashiCountCuts); k++ {
+		x0 = append(x0, math.Log(slope0*(math.Log1p(hayashiCountCuts[k])-math.Log1p(hayashiCountCuts[k-1]))))
+	}
 	res, err := optimize.Minimize(optimize.Problem{Func: nll}, x0, &optimize.Settings{MajorIterations: 2000}, &optimize.NelderMead{})
 	if err != nil && res == nil {
 		return nil, fmt.Errorf("calibration: %w", err)

@@ -88,21 +88,16 @@ func TestLossesTotalAndPerType(t *testing.T) {
 	}
 }
 
-// ordinalNLL is OrdinalCountLoss written out in float64 at its initial cuts and slope.
+// ordinalNLL is OrdinalCountLoss at its initial cuts and slope, computed with the
+// calibration's ordinal model (the same model, float64): its cuts are slope × log1p(cut).
 func ordinalNLL(totals []float64, grades []int) float64 {
-	cum := func(k int, z float64) float64 {
-		switch {
-		case k < 0:
-			return 0
-		case k >= len(ordinalInitCuts):
-			return 1
-		}
-		return 1 / (1 + math.Exp(-ordinalInitSlope*(math.Log1p(ordinalInitCuts[k])-z)))
+	cal := Calibration{Slope: ordinalInitSlope}
+	for k, cut := range hayashiCountCuts {
+		cal.Cuts[k] = ordinalInitSlope * math.Log1p(cut)
 	}
 	var nll float64
 	for i, c := range totals {
-		z := math.Log1p(c)
-		nll -= math.Log(max(cum(grades[i], z)-cum(grades[i]-1, z), 1e-6))
+		nll -= math.Log(max(cal.Probabilities(c)[grades[i]], 1e-6))
 	}
 	return nll / float64(len(totals))
 }

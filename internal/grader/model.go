@@ -299,11 +299,8 @@ type LossWeights struct {
 // fitted after training), while last.ckpt keeps them for --resume.
 const ordinalScope = "ordinal_loss"
 
-// Hayashi count-rule boundaries (lesions) and the slope OrdinalCountLoss starts from.
-var (
-	ordinalInitCuts  = []float64{5.5, 20.5, 50.5}
-	ordinalInitSlope = 4.0
-)
+// ordinalInitSlope is the slope OrdinalCountLoss starts from (its cuts start at hayashiCountCuts).
+const ordinalInitSlope = 4.0
 
 // OrdinalCountLoss is a grade loss on the predicted total lesion count: P(grade <= k) =
 // sigmoid(slope * (cut_k - log1p(count))), with three increasing cuts (on log1p(count)) and
@@ -316,10 +313,10 @@ func OrdinalCountLoss(ctx *context.Context, counts, gtGrade *Node) *Node {
 	g := counts.Graph()
 	dt := counts.DType()
 	c := ctx.In(ordinalScope).Checked(false) // resumed runs restore the variables first
-	first := c.VariableWithValue("first", []float32{float32(math.Log1p(ordinalInitCuts[0]))}).ValueGraph(g)
-	gaps := make([]float32, len(ordinalInitCuts)-1)
+	first := c.VariableWithValue("first", []float32{float32(math.Log1p(hayashiCountCuts[0]))}).ValueGraph(g)
+	gaps := make([]float32, len(hayashiCountCuts)-1)
 	for i := range gaps { // softplus^-1 of the gaps between the initial cuts
-		gaps[i] = float32(math.Log(math.Expm1(math.Log1p(ordinalInitCuts[i+1]) - math.Log1p(ordinalInitCuts[i]))))
+		gaps[i] = float32(math.Log(math.Expm1(math.Log1p(hayashiCountCuts[i+1]) - math.Log1p(hayashiCountCuts[i]))))
 	}
 	gapVar := c.VariableWithValue("gaps", gaps).ValueGraph(g)
 	logSlope := c.VariableWithValue("log_slope", []float32{float32(math.Log(ordinalInitSlope))}).ValueGraph(g)
