@@ -61,7 +61,8 @@ leakage between augmented copies), writes last.ckpt (and best.ckpt on improvemen
 atomically, metrics.jsonl and curves.svg to --out, and stops early after --patience epochs
 without improvement. --resume continues exactly from last.ckpt (weights, optimizer state,
 data order and augmentation). After training, the best weights are scored on --eval-split
-(never used for selection) and optionally exported for go:embed with --export-dir.`,
+(never used for selection; --skip-eval leaves it unseen) and optionally exported for
+go:embed with --export-dir.`,
 		Example: `  acdtcm train --config configs/train-grader.yaml
   acdtcm train --config configs/train-grader.yaml --resume
   acdtcm train --config configs/train-grader.yaml --epochs 1 --max-steps 20 --out /tmp/try`,
@@ -113,6 +114,7 @@ data order and augmentation). After training, the best weights are scored on --e
 	f.BoolVar(&opts.AllVersions, "all-versions", d.AllVersions, "each epoch uses every train photo (all augmented versions) instead of one version per source photo")
 	f.StringVar(&opts.TrainSplit, "train-split", d.TrainSplit, "split to train on (and carve the holdout from)")
 	f.StringVar(&opts.EvalSplit, "eval-split", d.EvalSplit, "split scored after training with the best weights (not used for selection)")
+	f.BoolVar(&opts.SkipEval, "skip-eval", d.SkipEval, "do not score --eval-split after training: it stays unseen until the run passes a rule decided on the holdout; then score it with --calibrate-only or acdtcm eval")
 	f.IntVar(&opts.TrainConfig.Model.InputSize, "input-size", d.Model.InputSize, "photos are stretched to this square size")
 	f.IntVar(&opts.TrainConfig.Model.Patch, "patch", d.Model.Patch, "space-to-depth stem patch size")
 	f.IntVar(&opts.TrainConfig.Model.PatchOut, "patch-out", d.Model.PatchOut, "stem output channels")

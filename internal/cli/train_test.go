@@ -278,8 +278,15 @@ func TestTrainCommandOrdinalLoss(t *testing.T) {
 		return got
 	}
 	var stdout, stderr bytes.Buffer
-	if code := Execute(args("2"), strings.NewReader(""), &stdout, &stderr); code != 0 {
+	if code := Execute(args("2", "--skip-eval"), strings.NewReader(""), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	// --skip-eval leaves the valid split unscored: no valid line, no eval-valid.json.
+	if strings.Contains(stdout.String(), "valid (") || !strings.Contains(stderr.String(), "valid (14 photos): not scored (skip-eval)") {
+		t.Errorf("--skip-eval: stdout %q, stderr %s", stdout.String(), stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(out, "eval-valid.json")); !os.IsNotExist(err) {
+		t.Errorf("--skip-eval wrote eval-valid.json (%v)", err)
 	}
 	first := ordinalTensors(filepath.Join(out, "last.ckpt"))
 	if len(first) != 3 {

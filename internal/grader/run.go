@@ -184,7 +184,10 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	for k, v := range ck.Header.Metrics {
 		rep.Metrics[k] = v
 	}
-	if len(evalS) > 0 {
+	if len(evalS) > 0 && cfg.SkipEval {
+		log("%s (%d photos): not scored (skip-eval)", cfg.EvalSplit, len(evalS))
+	}
+	if len(evalS) > 0 && !cfg.SkipEval {
 		epix, bad, err := LoadPixels(evalS, cfg.Model.InputSize, cfg.CacheDir, cfg.Workers)
 		if err != nil {
 			return rep, err

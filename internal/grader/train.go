@@ -62,7 +62,8 @@ type TrainConfig struct {
 	InitFrom       string      `json:"init_from,omitempty"`    // start from these weights (a checkpoint path or "builtin") instead of a random initialisation
 	InitWeights    *Checkpoint `json:"-"`                      // the InitFrom weights already decoded by the caller (e.g. a dequantized grader directory); nil: read InitFrom
 	TrainSplit     string      `json:"train_split"`
-	EvalSplit      string      `json:"eval_split"` // reported after training with the best weights; never used for selection
+	EvalSplit      string      `json:"eval_split"`          // reported after training with the best weights; never used for selection
+	SkipEval       bool        `json:"skip_eval,omitempty"` // do not score EvalSplit after training (it still feeds LinkCopies)
 }
 
 // DefaultTrainConfig returns the defaults of configs/train-grader.yaml.
