@@ -38,6 +38,10 @@ at the lesions' own scale. At P = 0.5 (results/mnv2-frozen2-mosaic50.*): holdout
 calibration's cumulative-logit model with learnt cuts and slope; acdtcm's --loss-ordinal):
 see BENCHMARKS.md ("Ordinal grade loss on the count") for its seeds against the baseline's.
 
+--loss-density W (2026-11-28) weights the density SSE (default 10, the count loss stays at 2):
+at 3, three seeds with --ordinal 1 scored 0.838 / 0.835 / 0.842 against 0.838 / 0.811 / 0.842
+at 10 (BENCHMARKS.md, "Tried after v1.7.0").
+
 --size N runs at N px (density grid N/8) instead of 224. At 320 (results/mnv2-frozen2-320.*,
 2026-11-28; stem 1,448 s, then ~150 s per epoch): holdout Spearman 0.930, MAE 3.10, calibrated
 accuracy 0.791, i.e. no better than 224 px.
@@ -169,6 +173,7 @@ def main():
     ap.add_argument("--ordinal", type=float, default=0, help="weight of an ordinal grade loss on the predicted count: "
                     "P(grade <= k) = sigmoid(slope * (cut_k - log1p(count))), cuts and slope learnt (from the Hayashi "
                     "rule's 5.5 / 20.5 / 50.5 and 4), cross-entropy on the photo's grade")
+    ap.add_argument("--loss-density", type=float, default=10, help="weight of the density SSE (the count loss keeps weight 2)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tag", default="mnv2-counter")
     ap.add_argument("--out", default="/tmp/torch-capacity")
@@ -279,7 +284,7 @@ def main():
             pd = model(xb)
             ld = ((pd - db) ** 2).sum() / len(b)
             lc = (torch.log1p(pd.sum((1, 2, 3))) - torch.log1p(cb)).abs().mean()
-            loss = 10 * ld + 2 * lc
+            loss = a.loss_density * ld + 2 * lc
             if a.ordinal > 0:
                 loss = loss + a.ordinal * ordinal_nll(pd.sum((1, 2, 3)), torch.from_numpy(grades[b]).to(dev))
             opt.zero_grad(); loss.backward(); opt.step()
