@@ -186,8 +186,7 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	}
 	if len(evalS) > 0 && cfg.SkipEval {
 		log("%s (%d photos): not scored (skip-eval)", cfg.EvalSplit, len(evalS))
-	}
-	if len(evalS) > 0 && !cfg.SkipEval {
+	} else if len(evalS) > 0 {
 		epix, bad, err := LoadPixels(evalS, cfg.Model.InputSize, cfg.CacheDir, cfg.Workers)
 		if err != nil {
 			return rep, err
