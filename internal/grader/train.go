@@ -244,8 +244,10 @@ func (t *Trainer) StepsPerEpoch() int {
 	return len(t.sources) / t.Cfg.BatchSize
 }
 
-// NumTrain and NumHoldout report the sizes of the two sides of the split (sources / photos).
-func (t *Trainer) NumTrain() int   { return len(t.sources) }
+// NumTrain reports the number of training sources (source photos, each with its versions).
+func (t *Trainer) NumTrain() int { return len(t.sources) }
+
+// NumHoldout reports the number of holdout photos (0 for a refit).
 func (t *Trainer) NumHoldout() int { return len(t.hold) }
 
 // noHoldout reports a refit: holdout_frac 0, every train source trains for the fixed number
