@@ -98,7 +98,7 @@ func checkPEFTGradients(t *testing.T, name string) {
 			cfg := DefaultLoRAConfig()
 			cfg.Seed, cfg.BatchSize, cfg.GradAccum = 1, 1, 1
 			loss.cfg(&cfg)
-			tr := &LoRATrainer{Cfg: cfg, Model: m, LoRA: adapter, modules: mode.modules, images: map[string]qwen.ProcessedImage{}, features: map[string][]float32{}}
+			tr := &LoRATrainer{Cfg: cfg, Model: m, LoRA: adapter, modules: mode.modules, images: map[string]qwen.ProcessedImage{}, pixelCacheBytes: defaultPixelCacheBytes, features: map[string]photoFeatures{}}
 			if err := tr.prepare(); err != nil {
 				t.Fatal(err)
 			}
