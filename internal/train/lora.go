@@ -405,12 +405,8 @@ type photoFeatures struct {
 	values []float32
 }
 
-// processed decodes and preprocesses a photo, from the pixel cache when it is there; it
-// caches the result while the cache holds less than pixelCacheBytes.
-func (t *LoRATrainer) processed(path string) (qwen.ProcessedImage, error) {
-	if p, ok := t.images[path]; ok {
-		return p, nil
-	}
+// decodeProcessed decodes a photo and preprocesses it for the vision tower.
+func (t *LoRATrainer) decodeProcessed(path string) (qwen.ProcessedImage, error) {
 	img, _, err := imageio.DecodeFile(path, imageio.DefaultLimits())
 	if err != nil {
 		return qwen.ProcessedImage{}, err
@@ -418,6 +414,19 @@ func (t *LoRATrainer) processed(path string) (qwen.ProcessedImage, error) {
 	p, err := t.Model.Processor.ProcessImage(img)
 	if err != nil {
 		return p, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// processed is decodeProcessed through the pixel cache: it caches a photo while the cache
+// stays within pixelCacheBytes.
+func (t *LoRATrainer) processed(path string) (qwen.ProcessedImage, error) {
+	if p, ok := t.images[path]; ok {
+		return p, nil
+	}
+	p, err := t.decodeProcessed(path)
+	if err != nil {
+		return p, err
 	}
 	if size := int64(len(p.PixelValues)) * 4; t.imageBytes+size <= t.pixelCacheBytes {
 		t.images[path] = p
@@ -432,13 +441,9 @@ func (t *LoRATrainer) cachedFeatures(path string) (photoFeatures, error) {
 	if f, ok := t.features[path]; ok {
 		return f, nil
 	}
-	img, _, err := imageio.DecodeFile(path, imageio.DefaultLimits())
+	im, err := t.decodeProcessed(path)
 	if err != nil {
 		return photoFeatures{}, err
-	}
-	im, err := t.Model.Processor.ProcessImage(img)
-	if err != nil {
-		return photoFeatures{}, fmt.Errorf("%s: %w", path, err)
 	}
 	ft, err := t.Model.VisionFeatures([]qwen.ProcessedImage{im})
 	if err != nil {
