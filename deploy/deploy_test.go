@@ -138,7 +138,20 @@ var (
 	srvOnce sync.Once
 	srvVal  *server
 	srvErr  error
+	srvDir  string // the store's temporary directory, removed by TestMain
 )
+
+// TestMain stops the shared server and removes its store once every test has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if srvVal != nil {
+		srvVal.ts.Close()
+	}
+	if srvDir != "" {
+		os.RemoveAll(srvDir)
+	}
+	os.Exit(code)
+}
 
 func startServer(t *testing.T) *server {
 	t.Helper()
@@ -148,6 +161,7 @@ func startServer(t *testing.T) *server {
 			srvErr = err
 			return
 		}
+		srvDir = dir
 		st, err := serve.OpenSQLite(context.Background(), filepath.Join(dir, "acdtcm.db"))
 		if err != nil {
 			srvErr = err

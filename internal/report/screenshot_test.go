@@ -31,6 +31,9 @@ func screenshot(ctx context.Context, chromium, htmlPath, pngPath string, width, 
 		"--hide-scrollbars", "--disable-extensions", "--mute-audio", "--disable-dev-shm-usage",
 		"--user-data-dir="+profile, "--screenshot="+pngPath,
 		"--window-size="+strconv.Itoa(width)+","+strconv.Itoa(height), "file://"+htmlPath)
+	// Chromium puts its singleton socket directory in TMPDIR: keep it beside the profile,
+	// which the test removes.
+	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Dir(profile))
 	return cmd.CombinedOutput()
 }
 
