@@ -100,6 +100,7 @@ type ExitError struct {
 	Err  error
 }
 
+// Error returns the wrapped error's message.
 func (e *ExitError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("exit status %d", e.Code)
@@ -107,6 +108,7 @@ func (e *ExitError) Error() string {
 	return e.Err.Error()
 }
 
+// Unwrap returns the wrapped error.
 func (e *ExitError) Unwrap() error { return e.Err }
 
 func asExit(err error, target **ExitError) bool {

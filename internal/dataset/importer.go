@@ -69,6 +69,7 @@ const (
 	SkipUnusable          = "unusable sample"
 )
 
+// String returns "file: reason".
 func (s Skip) String() string { return s.File + ": " + s.Reason }
 
 // ImportResult is the outcome of Import.

@@ -23,7 +23,10 @@ type LineError struct {
 	Err  error
 }
 
+// Error returns "file:line: problem".
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+
+// Unwrap returns the line's problem.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // Manifest is a loaded manifest: its records and the directory image paths are relative to.

@@ -41,7 +41,10 @@ type SampleError struct {
 	Err   error
 }
 
+// Error returns "sample N: problem".
 func (e *SampleError) Error() string { return fmt.Sprintf("sample %d: %v", e.Index, e.Err) }
+
+// Unwrap returns the sample's problem.
 func (e *SampleError) Unwrap() error { return e.Err }
 
 type rawTurn struct {

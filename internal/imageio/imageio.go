@@ -79,7 +79,10 @@ type Error struct {
 	Err  error
 }
 
+// Error returns "image FILE: problem".
 func (e *Error) Error() string { return fmt.Sprintf("image %s: %v", e.File, e.Err) }
+
+// Unwrap returns the image's problem.
 func (e *Error) Unwrap() error { return e.Err }
 
 func fail(name string, err error) error { return &Error{File: name, Err: err} }

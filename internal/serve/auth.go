@@ -22,6 +22,7 @@ const (
 	RoleAdmin
 )
 
+// String returns the role's name as ParseRole accepts it (viewer, doctor, admin).
 func (r Role) String() string {
 	switch r {
 	case RoleViewer:

@@ -45,6 +45,7 @@ type LoadReport struct {
 	HeapStart, HeapEnd, HeapMax uint64
 }
 
+// String formats the report for a terminal.
 func (r LoadReport) String() string {
 	return fmt.Sprintf("%d clients, %.1fs: %d requests, %d errors %v, %.1f req/s, p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms, heap %.1f -> %.1f MiB (max %.1f)",
 		r.Clients, r.Elapsed.Seconds(), r.Requests, r.Errors, r.ErrorsByStatus, r.Throughput,
