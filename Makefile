@@ -30,7 +30,7 @@ GRADER_OUT    ?= runs/grader
 GRADER_EXPORT ?= $(GRADER_OUT)/export
 train-grader: build
 	$(BIN) train --config configs/train-grader-mobilenetv2.yaml --out $(GRADER_OUT) --resume \
-		--loss-ordinal 1 --weights-version 1.7.0 --export-dir $(GRADER_EXPORT)
+		--loss-ordinal 1 --link-copies --weights-version 1.8.0 --export-dir $(GRADER_EXPORT)
 
 build-xla:
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/acdtcm-xla ./cmd/acdtcm
