@@ -20,9 +20,10 @@ demo: build
 
 # Retrain the built-in grader from a clean checkout (needs ../shared/datasets/acne04-detection):
 # one run of 20 epochs on the embedded pretrained MobileNetV2 backbone (one cosine cycle) with the
-# ordinal grade loss on the count (--loss-ordinal 1), 892 train / 99 holdout sources; the epoch
-# with the best holdout count Spearman (or the average of the last 6 epochs if it beats them) is
-# kept (2 h 19 min of epochs on 2 cores for the shipped v1.7.0 weights; configs/train-grader.yaml
+# ordinal grade loss on the count (--loss-ordinal 1), without the train photos that copy valid
+# photos (--link-copies), 864 train / 96 holdout source groups; the epoch with the best holdout
+# count Spearman (or the average of the last 6 epochs if it beats them) is kept (2 h 21 min on
+# 2 cores for the shipped v1.8.0 weights, this target's output; configs/train-grader.yaml
 # is v1.3.0's from-scratch recipe), ending with the count calibration and the valid score.
 # --resume makes it restartable after a kill (it continues exactly).
 # GRADER_EXPORT=internal/grader/weights refreshes the weights built into the binary.
