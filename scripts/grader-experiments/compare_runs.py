@@ -3,8 +3,10 @@ files epoch by epoch (timings and fields only one side logs are left out), and o
 exported grader checkpoints tensor by tensor (bytes), with their calibration and metrics.
 
     /usr/bin/python3 scripts/grader-experiments/compare_runs.py \
-        runs/grader-mnv2-ord/metrics.jsonl /path/to/clone/runs/grader/metrics.jsonl \
-        internal/grader/weights/grader.ckpt /path/to/clone/runs/grader/export/grader.ckpt
+        RUN_A/metrics.jsonl RUN_B/metrics.jsonl [CKPT_A CKPT_B]
+
+e.g. v1.7.0's run against a clean clone's (BENCHMARKS.md), with the weights it shipped as CKPT_A:
+`git show 03694fa:internal/grader/weights/grader.ckpt > /tmp/v170.ckpt`.
 
 Exit status 0 when everything compared is identical, 1 otherwise. Used for BENCHMARKS.md
 ("Reproducing the shipped weights from a clean checkout").
