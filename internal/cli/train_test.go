@@ -240,11 +240,19 @@ func TestTrainCommandRefit(t *testing.T) {
 	// The tiny export files every photo in train and in valid under one source id: with
 	// --link-copies the trainer drops train photos sharing a group with a valid photo, here
 	// all of them, and refuses to train.
-	var stdout, stderr bytes.Buffer
-	code := Execute([]string{"train", "--progress=false", "--data", data, "--out", t.TempDir(), "--link-copies"}, strings.NewReader(""), &stdout, &stderr)
-	if code == 0 || !strings.Contains(stderr.String(), "28 train photos dropped as copies of valid photos") ||
-		!strings.Contains(stderr.String(), `every "train" photo is a copy of a "valid" photo`) {
-		t.Errorf("--link-copies on copies: exit %d, stderr %s", code, stderr.String())
+	// It records the links it found in the out directory, and --copy-links applies that file
+	// without matching the photos again.
+	linkOut := t.TempDir()
+	for _, extra := range [][]string{{"--link-copies"}, {"--copy-links", filepath.Join(linkOut, grader.CopyLinksFile)}} {
+		var stdout, stderr bytes.Buffer
+		code := Execute(append([]string{"train", "--progress=false", "--data", data, "--out", linkOut}, extra...), strings.NewReader(""), &stdout, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), "28 train photos dropped as copies of valid photos") ||
+			!strings.Contains(stderr.String(), `every "train" photo is a copy of a "valid" photo`) {
+			t.Errorf("%v on copies: exit %d, stderr %s", extra, code, stderr.String())
+		}
+		if extra[0] == "--copy-links" && !strings.Contains(stderr.String(), "read from "+extra[1]) {
+			t.Errorf("--copy-links: the log does not say where the links came from: %s", stderr.String())
+		}
 	}
 }
 

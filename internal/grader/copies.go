@@ -1,13 +1,17 @@
 package grader
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
 
 	"github.com/acdtcm/acdtcm/internal/disjoint"
+	"github.com/acdtcm/acdtcm/internal/fsutil"
 	"github.com/acdtcm/acdtcm/internal/imageio"
 	"github.com/acdtcm/acdtcm/internal/imgmatch"
 )
@@ -31,6 +35,86 @@ func (l CopyLinks) Group(source string) string {
 
 // LinkedSources reports how many source ids share a group with another one.
 func (l CopyLinks) LinkedSources() int { return len(l.group) }
+
+// CopyLinksFile is the name of the file in which `acdtcm train --link-copies` records the
+// links it found (WriteCopyLinks), so that another run (e.g. on resized copies of the same
+// photos, where fewer copies match) can apply the same ones (`--copy-links FILE`).
+const CopyLinksFile = "copy-links.json"
+
+// copyLinksJSON is the on-disk form of CopyLinks.
+type copyLinksJSON struct {
+	Description   string     `json:"description"`
+	LinkedSources int        `json:"linked_sources"`
+	Groups        [][]string `json:"groups"`
+}
+
+// Groups returns the groups of linked source ids, each sorted, in order of their first id.
+func (l CopyLinks) Groups() [][]string {
+	bySmallest := map[string][]string{}
+	for src, root := range l.group {
+		bySmallest[root] = append(bySmallest[root], src)
+	}
+	groups := make([][]string, 0, len(bySmallest))
+	for _, g := range bySmallest {
+		slices.Sort(g)
+		groups = append(groups, g)
+	}
+	slices.SortFunc(groups, func(a, b []string) int { return cmp.Compare(a[0], b[0]) })
+	return groups
+}
+
+// NewCopyLinks builds links from groups of source ids that are copies of one another (as
+// Groups returns them). A group of fewer than two ids, an empty id or an id in two groups is
+// an error.
+func NewCopyLinks(groups [][]string) (CopyLinks, error) {
+	links := CopyLinks{group: map[string]string{}}
+	for i, g := range groups {
+		if len(g) < 2 {
+			return CopyLinks{}, fmt.Errorf("copy links: group %d has %d source ids, want at least 2", i+1, len(g))
+		}
+		root := slices.Min(g)
+		for _, src := range g {
+			if src == "" {
+				return CopyLinks{}, fmt.Errorf("copy links: group %d has an empty source id", i+1)
+			}
+			if _, dup := links.group[src]; dup {
+				return CopyLinks{}, fmt.Errorf("copy links: source %q is in two groups", src)
+			}
+			links.group[src] = root
+		}
+	}
+	return links, nil
+}
+
+// WriteCopyLinks writes links to path as JSON, atomically.
+func WriteCopyLinks(path string, links CopyLinks) error {
+	data, err := json.MarshalIndent(copyLinksJSON{
+		Description:   "ACNE04 source ids whose photos are copies of one another (acdtcm train --link-copies); apply with acdtcm train --copy-links",
+		LinkedSources: links.LinkedSources(),
+		Groups:        links.Groups(),
+	}, "", " ")
+	if err != nil {
+		return fmt.Errorf("copy links %s: %w", path, err)
+	}
+	return fsutil.WriteFileAtomic(path, append(data, '\n'), 0o644)
+}
+
+// ReadCopyLinks reads links written by WriteCopyLinks.
+func ReadCopyLinks(path string) (CopyLinks, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return CopyLinks{}, fmt.Errorf("copy links: %w", err)
+	}
+	var f copyLinksJSON
+	if err := json.Unmarshal(data, &f); err != nil {
+		return CopyLinks{}, fmt.Errorf("copy links %s: %w", path, err)
+	}
+	links, err := NewCopyLinks(f.Groups)
+	if err != nil {
+		return CopyLinks{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return links, nil
+}
 
 // LinkCopies decodes every sample's photo, describes it with imgmatch features and links the
 // sources of matching photos (at least minInliers agreeing keypoints; 0: the default). Photos

@@ -6,7 +6,9 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/acdtcm/acdtcm/internal/imgmatch/imgmatchtest"
@@ -77,9 +79,48 @@ func TestLinkCopiesAndSeparate(t *testing.T) {
 			}
 		}
 	}
+	// The links survive a round trip through their file, and apply the same way.
+	path := filepath.Join(dir, CopyLinksFile)
+	if err := WriteCopyLinks(path, links); err != nil {
+		t.Fatal(err)
+	}
+	read, err := ReadCopyLinks(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := read.Groups(); !slices.EqualFunc(g, [][]string{{"e1", "s4"}, {"s1", "s2"}}, slices.Equal[[]string]) {
+		t.Errorf("groups read back %v, want [[e1 s4] [s1 s2]]", g)
+	}
+	if kept2, dropped2 := SeparateCopies(train, eval, read); dropped2 != dropped || !reflect.DeepEqual(kept2, kept) {
+		t.Errorf("links read back keep %v (dropped %d), want %v (%d)", kept2, dropped2, kept, dropped)
+	}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := LinkCopies(cancelled, train, 1, 0); err == nil {
 		t.Error("LinkCopies with a cancelled context returned no error")
+	}
+}
+
+func TestCopyLinksFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, content, want string }{
+		{"not JSON", "groups: 1", "copy links " + filepath.Join(dir, "not JSON.json")},
+		{"lone id", `{"groups": [["a"]]}`, "group 1 has 1 source ids, want at least 2"},
+		{"empty id", `{"groups": [["a", ""]]}`, "group 1 has an empty source id"},
+		{"id in two groups", `{"groups": [["a", "b"], ["c", "a"]]}`, `source "a" is in two groups`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name+".json")
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadCopyLinks(path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+				t.Errorf("ReadCopyLinks(%s) = %v, want an error naming the file and %q", tc.content, err, tc.want)
+			}
+		})
+	}
+	if _, err := ReadCopyLinks(filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "missing.json") {
+		t.Errorf("a missing file: %v", err)
 	}
 }

@@ -55,16 +55,32 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	if len(trainS) == 0 {
 		return nil, fmt.Errorf("data %s: no %q photos", cfg.Data, cfg.TrainSplit)
 	}
-	if cfg.LinkCopies {
+	if cfg.LinkCopies || cfg.CopyLinks != "" {
 		t0 := time.Now()
-		links, err := LinkCopies(ctx, append(append([]Sample(nil), trainS...), evalS...), cfg.Workers, 0)
-		if err != nil {
-			return nil, err
+		var links CopyLinks
+		var how string
+		if cfg.CopyLinks != "" {
+			if links, err = ReadCopyLinks(cfg.CopyLinks); err != nil {
+				return nil, err
+			}
+			how = "read from " + cfg.CopyLinks
+		} else {
+			if links, err = LinkCopies(ctx, append(append([]Sample(nil), trainS...), evalS...), cfg.Workers, 0); err != nil {
+				return nil, err
+			}
+			how = fmt.Sprintf("local-feature matching, %.0fs", time.Since(t0).Seconds())
+			if !cfg.CalibrateOnly {
+				path := filepath.Join(cfg.OutDir, CopyLinksFile)
+				if err := WriteCopyLinks(path, links); err != nil {
+					return nil, err
+				}
+				how += "; recorded in " + path
+			}
 		}
 		var dropped int
 		trainS, dropped = SeparateCopies(trainS, evalS, links)
-		log("copies under other source ids (local-feature matching, %.0fs): %d sources linked; %d %s photos dropped as copies of %s photos, the other linked sources kept on one side of the holdout",
-			time.Since(t0).Seconds(), links.LinkedSources(), dropped, cfg.TrainSplit, cfg.EvalSplit)
+		log("copies under other source ids (%s): %d sources linked; %d %s photos dropped as copies of %s photos, the other linked sources kept on one side of the holdout",
+			how, links.LinkedSources(), dropped, cfg.TrainSplit, cfg.EvalSplit)
 		if len(trainS) == 0 {
 			return nil, fmt.Errorf("data %s: every %q photo is a copy of a %q photo", cfg.Data, cfg.TrainSplit, cfg.EvalSplit)
 		}

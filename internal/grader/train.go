@@ -59,6 +59,7 @@ type TrainConfig struct {
 	WeightsVersion string      `json:"weights_version"`        // semantic version of exported weights (grader.json)
 	AverageLast    int         `json:"average_last"`           // keep snapshots of the last K epochs and try their weight average (0: off)
 	LinkCopies     bool        `json:"link_copies,omitempty"`  // link sources whose photos are copies (LinkCopies) before splitting; drop train copies of eval photos
+	CopyLinks      string      `json:"copy_links,omitempty"`   // apply the links recorded in this file (CopyLinksFile of an earlier run) instead of matching photos; implies LinkCopies
 	InitFrom       string      `json:"init_from,omitempty"`    // start from these weights (a checkpoint path or "builtin") instead of a random initialisation
 	InitWeights    *Checkpoint `json:"-"`                      // the InitFrom weights already decoded by the caller (e.g. a dequantized grader directory); nil: read InitFrom
 	TrainSplit     string      `json:"train_split"`

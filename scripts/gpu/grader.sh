@@ -17,7 +17,9 @@
 #
 # Knobs: GRADER_CONFIG (default configs/train-grader-mobilenetv2.yaml, the v1.5.0 recipe on the
 # pretrained MobileNetV2 backbone; configs/train-grader.yaml is the from-scratch network),
-# GRADER_ARGS (extra train flags; default 20 epochs of that recipe), GRADER_BUDGET_S
+# GRADER_ARGS (extra train flags; default 20 epochs of v1.8.0's recipe: --copy-links applies
+# the copy links found on the original photos, configs/acne04-copy-links.json, so the split
+# is v1.8.0's although the packed photos match fewer copies), GRADER_BUDGET_S
 # (540), DATA (gpu-data/acne04-224), GPU_DRYRUN=1 (the same flow on a CPU machine with
 # bin/acdtcm, --backend go and 4 steps).
 set -u -o pipefail
@@ -55,7 +57,7 @@ else
 	else
 		ACDTCM="$ROOT/bin/acdtcm-xla"
 	fi
-	ARGS="${GRADER_ARGS:---epochs 20 --patience 0 --average-last 6 --loss-ordinal 1}"
+	ARGS="${GRADER_ARGS:---epochs 20 --patience 0 --average-last 6 --loss-ordinal 1 --copy-links configs/acne04-copy-links.json}"
 	SMOKE_ARGS="--epochs 1 --holdout-frac 0.2"
 	TRAIN_DATA="$DATA/manifest.jsonl"
 fi
