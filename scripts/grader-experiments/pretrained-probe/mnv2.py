@@ -1,5 +1,6 @@
 """nsfwjs 4.4.0's MobileNetV2 (Keras topology and weights dumped by dump_weights.js) evaluated
-layer by layer in PyTorch; shared by probe.py (frozen features) and finetune_counter.py."""
+layer by layer in PyTorch; shared by probe.py (frozen features) and finetune_counter.py.
+`run` also evaluates the Keras ResNet-50 of resnet50.py (Activation and MaxPooling2D layers)."""
 import json
 import os
 
@@ -52,6 +53,20 @@ def run(layers, param, x, upto_pool=True, input_name="input_1"):
                              param(name + "/beta"), False, 0.0, cfg["epsilon"])
         elif c == "ReLU":
             y = torch.clamp(h, 0, cfg.get("max_value") or 1e30)
+        elif c == "Activation":
+            if cfg["activation"] == "relu":
+                y = F.relu(h)
+            elif cfg["activation"] == "softmax":
+                y = F.softmax(h, 1)
+            else:
+                raise ValueError(f"{name}: activation {cfg['activation']}")
+        elif c == "MaxPooling2D":
+            assert cfg["padding"] == "valid"
+            y = F.max_pool2d(h, cfg["pool_size"][0], cfg["strides"][0])
+        elif c == "GlobalAveragePooling2D":
+            if upto_pool:
+                return h
+            y = h.mean((2, 3))
         elif c == "Add":
             y = ins[0] + ins[1]
         elif c == "AveragePooling2D":
