@@ -49,7 +49,7 @@ within 8e-7) instead of nsfwjs's MobileNetV2, to --stop activation_21 (the end o
 stride 8, 512 channels at 224 px), --freeze-upto as above (activation_9 = end of stage 2,
 activation_21 = everything frozen). With --ordinal 1 --loss-density 3, seed 1: head only 0.805
 holdout calibrated accuracy (Spearman 0.925), stage 3 trained 0.768 (0.933, train accuracy
-0.969), against MobileNetV2's 0.838 (0.942): results/rn50-*, BENCHMARKS.md ("ImageNet ResNet-50
+0.969; at --lr 0.001 0.781, 0.932, 0.984), against MobileNetV2's 0.838 (0.942): results/rn50-*, BENCHMARKS.md ("ImageNet ResNet-50
 as the counter's backbone").
 
 --size N runs at N px (density grid N/8) instead of 224. At 320 (results/mnv2-frozen2-320.*,
