@@ -243,15 +243,20 @@ func TestTrainCommandRefit(t *testing.T) {
 	// It records the links it found in the out directory, and --copy-links applies that file
 	// without matching the photos again.
 	linkOut := t.TempDir()
-	for _, extra := range [][]string{{"--link-copies"}, {"--copy-links", filepath.Join(linkOut, grader.CopyLinksFile)}} {
+	linksFile := filepath.Join(linkOut, grader.CopyLinksFile)
+	for _, tc := range []struct {
+		flags   []string
+		linksBy string // how the log says the links were found
+	}{
+		{[]string{"--link-copies"}, "recorded in " + linksFile},
+		{[]string{"--copy-links", linksFile}, "read from " + linksFile},
+	} {
 		var stdout, stderr bytes.Buffer
-		code := Execute(append([]string{"train", "--progress=false", "--data", data, "--out", linkOut}, extra...), strings.NewReader(""), &stdout, &stderr)
-		if code == 0 || !strings.Contains(stderr.String(), "28 train photos dropped as copies of valid photos") ||
-			!strings.Contains(stderr.String(), `every "train" photo is a copy of a "valid" photo`) {
-			t.Errorf("%v on copies: exit %d, stderr %s", extra, code, stderr.String())
-		}
-		if extra[0] == "--copy-links" && !strings.Contains(stderr.String(), "read from "+extra[1]) {
-			t.Errorf("--copy-links: the log does not say where the links came from: %s", stderr.String())
+		code := Execute(append([]string{"train", "--progress=false", "--data", data, "--out", linkOut}, tc.flags...), strings.NewReader(""), &stdout, &stderr)
+		for _, want := range []string{tc.linksBy, "28 train photos dropped as copies of valid photos", `every "train" photo is a copy of a "valid" photo`} {
+			if code == 0 || !strings.Contains(stderr.String(), want) {
+				t.Errorf("%v on copies: exit %d, stderr lacks %q: %s", tc.flags, code, want, stderr.String())
+			}
 		}
 	}
 }

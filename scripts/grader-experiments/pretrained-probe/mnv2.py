@@ -21,6 +21,11 @@ def load(mnv2_dir):
     return weights, json.load(open(os.path.join(mnv2_dir, "topology.json")))
 
 
+def preprocess(x):
+    """uint8-valued RGB [b, 3, h, w] -> MobileNetV2's input (values in 0..1, as nsfwjs feeds it)."""
+    return x / 255.0
+
+
 def run(layers, param, x, upto_pool=True, input_name="input_1"):
     """Evaluates layers on x ([b, 3, s, s], values in 0..1) and returns the last output, or the
     input of the average pooling (the [b, 1280, h, w] features) with upto_pool. param(name)
