@@ -37,8 +37,9 @@ func (l CopyLinks) Group(source string) string {
 func (l CopyLinks) LinkedSources() int { return len(l.group) }
 
 // CopyLinksFile is the name of the file in which `acdtcm train --link-copies` records the
-// links it found (WriteCopyLinks), so that another run (e.g. on resized copies of the same
-// photos, where fewer copies match) can apply the same ones (`--copy-links FILE`).
+// links it found (WriteCopyLinks; `acdtcm dataset link-copies` writes the same file without
+// training), so that another run (e.g. on resized copies of the same photos, where fewer
+// copies match) can apply the same ones (`--copy-links FILE`).
 const CopyLinksFile = "copy-links.json"
 
 // copyLinksJSON is the on-disk form of CopyLinks.
@@ -89,7 +90,7 @@ func NewCopyLinks(groups [][]string) (CopyLinks, error) {
 // WriteCopyLinks writes links to path as JSON, atomically.
 func WriteCopyLinks(path string, links CopyLinks) error {
 	data, err := json.MarshalIndent(copyLinksJSON{
-		Description:   "ACNE04 source ids whose photos are copies of one another (acdtcm train --link-copies); apply with acdtcm train --copy-links",
+		Description:   "ACNE04 source ids whose photos are copies of one another (found by acdtcm dataset link-copies or train --link-copies); apply with acdtcm train --copy-links",
 		LinkedSources: links.LinkedSources(),
 		Groups:        links.Groups(),
 	}, "", " ")
