@@ -23,6 +23,7 @@ type datasetLinkCopiesOptions struct {
 	EvalSplit    string
 	MatchInliers int
 	Workers      int
+	NoProgress   bool
 }
 
 func newDatasetLinkCopiesCmd(app *App) *cobra.Command {
@@ -53,6 +54,7 @@ the matching itself and records the same file in its --out directory.`,
 	f.StringVar(&opts.EvalSplit, "eval-split", "valid", "the split training runs are scored on")
 	f.IntVar(&opts.MatchInliers, "match-inliers", imgmatch.DefaultMinInliers, "fewest keypoints agreeing with the fitted affine map for two photos to be copies")
 	f.IntVar(&opts.Workers, "workers", 0, "photos decoded and described in parallel (0: one per CPU)")
+	f.BoolVar(&opts.NoProgress, "no-progress", false, "never show the progress bar (shown on a terminal only)")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
 }
@@ -71,7 +73,15 @@ func runDatasetLinkCopies(ctx context.Context, app *App, opts *datasetLinkCopies
 		return fmt.Errorf("%s: no photos with a grade and a source id", opts.Data)
 	}
 	t0 := time.Now()
-	links, err := grader.LinkCopies(ctx, samples, opts.Workers, opts.MatchInliers)
+	bar := newProgressBar(app.Err, len(samples), "describing photos", opts.NoProgress)
+	links, err := grader.LinkCopies(ctx, samples, grader.LinkOptions{Workers: opts.Workers, MinInliers: opts.MatchInliers, Progress: func(done, _ int) {
+		if bar != nil {
+			_ = bar.Set(done)
+		}
+	}})
+	if bar != nil {
+		_ = bar.Finish()
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", opts.Data, err)
 	}

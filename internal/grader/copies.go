@@ -8,12 +8,12 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"sync"
 
 	"github.com/acdtcm/acdtcm/internal/disjoint"
 	"github.com/acdtcm/acdtcm/internal/fsutil"
 	"github.com/acdtcm/acdtcm/internal/imageio"
 	"github.com/acdtcm/acdtcm/internal/imgmatch"
+	"github.com/acdtcm/acdtcm/internal/parallel"
 )
 
 // CopyLinks maps source ids to the group of source ids whose photos are copies of one
@@ -117,42 +117,33 @@ func ReadCopyLinks(path string) (CopyLinks, error) {
 	return links, nil
 }
 
+// LinkOptions tunes LinkCopies.
+type LinkOptions struct {
+	Workers    int // photos decoded and described in parallel (0: GOMAXPROCS)
+	MinInliers int // fewest agreeing keypoints for two photos to match (0: imgmatch's default)
+	// Progress, when set, is called from one goroutine after each photo is described, with
+	// the number done and the total.
+	Progress func(done, total int)
+}
+
 // LinkCopies decodes every sample's photo, describes it with imgmatch features and links the
-// sources of matching photos (at least minInliers agreeing keypoints; 0: the default). Photos
-// that cannot be read or are too small for features take no part. Versions of one source
-// are expected to match and change nothing.
-func LinkCopies(ctx context.Context, samples []Sample, workers, minInliers int) (CopyLinks, error) {
+// sources of matching photos. Photos that cannot be read or are too small for features take
+// no part. Versions of one source are expected to match and change nothing.
+func LinkCopies(ctx context.Context, samples []Sample, opts LinkOptions) (CopyLinks, error) {
+	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	feats := make([]*imgmatch.Features, len(samples))
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				img, _, err := imageio.DecodeFile(samples[i].Path, imageio.DefaultLimits())
-				if err != nil {
-					continue // LoadPixels reports unreadable photos
-				}
-				feats[i], _ = imgmatch.Extract(img, imgmatch.Options{})
-			}
-		}()
-	}
-	for i := range samples {
-		if ctx.Err() != nil {
-			break
+	err := parallel.Each(ctx, len(samples), workers, func(i int) {
+		if img, _, err := imageio.DecodeFile(samples[i].Path, imageio.DefaultLimits()); err == nil { // LoadPixels reports unreadable photos
+			feats[i], _ = imgmatch.Extract(img, imgmatch.Options{})
 		}
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	}, opts.Progress)
+	if err != nil {
 		return CopyLinks{}, err
 	}
-	pairs, err := imgmatch.FindPairs(ctx, feats, imgmatch.GroupOptions{MinInliers: minInliers}) // nil features match nothing
+	pairs, err := imgmatch.FindPairs(ctx, feats, imgmatch.GroupOptions{MinInliers: opts.MinInliers}) // nil features match nothing
 	if err != nil {
 		return CopyLinks{}, fmt.Errorf("linking copies: %w", err)
 	}

@@ -40,9 +40,19 @@ func TestLinkCopiesAndSeparate(t *testing.T) {
 		{ID: "broken", Source: "s5", Split: "train", Path: filepath.Join(dir, "missing.png")},
 	}
 	eval := []Sample{photo("e1", "e1", "valid", c)}
-	links, err := LinkCopies(context.Background(), append(slices.Clone(train), eval...), 2, 0)
+	var calls, last int
+	links, err := LinkCopies(context.Background(), append(slices.Clone(train), eval...), LinkOptions{Workers: 2, Progress: func(done, total int) {
+		calls++
+		if done != last+1 || total != len(train)+1 {
+			t.Errorf("progress %d of %d after %d, want %d of %d", done, total, last, last+1, len(train)+1)
+		}
+		last = done
+	}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if calls != len(train)+1 {
+		t.Errorf("progress called %d times, want once per photo (%d)", calls, len(train)+1)
 	}
 	for _, tc := range []struct{ source, group string }{
 		{"s1", "s1"}, {"s2", "s1"}, {"s3", "s3"}, {"s4", "e1"}, {"e1", "e1"}, {"s5", "s5"},
@@ -96,7 +106,7 @@ func TestLinkCopiesAndSeparate(t *testing.T) {
 	}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := LinkCopies(cancelled, train, 1, 0); err == nil {
+	if _, err := LinkCopies(cancelled, train, LinkOptions{Workers: 1}); err == nil {
 		t.Error("LinkCopies with a cancelled context returned no error")
 	}
 }

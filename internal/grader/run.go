@@ -65,7 +65,7 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 			}
 			how = "read from " + cfg.CopyLinks
 		} else {
-			if links, err = LinkCopies(ctx, append(append([]Sample(nil), trainS...), evalS...), cfg.Workers, 0); err != nil {
+			if links, err = LinkCopies(ctx, append(append([]Sample(nil), trainS...), evalS...), LinkOptions{Workers: cfg.Workers}); err != nil {
 				return nil, err
 			}
 			how = fmt.Sprintf("local-feature matching, %.0fs", time.Since(t0).Seconds())

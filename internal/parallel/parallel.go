@@ -2,6 +2,7 @@
 package parallel
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
@@ -37,4 +38,44 @@ func For(n, workers int, fn func(worker, i int)) {
 	}
 	run(0)
 	wg.Wait()
+}
+
+// Each calls fn(i) for every i in [0, n) on workers goroutines, handing out indices in
+// increasing order, and progress(done, n) (when non-nil) from the caller's goroutine after
+// each call returns. Once ctx is cancelled no new index is handed out; Each returns after the
+// calls already started have returned, with ctx's error.
+func Each(ctx context.Context, n, workers int, fn func(i int), progress func(done, total int)) error {
+	workers = max(1, min(workers, n))
+	jobs := make(chan int)
+	finished := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				fn(i)
+				finished <- struct{}{}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for i := range n {
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(finished) }()
+	done := 0
+	for range finished {
+		done++
+		if progress != nil {
+			progress(done, n)
+		}
+	}
+	return ctx.Err()
 }

@@ -10,13 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 
 	"github.com/corona10/goimagehash"
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
 	"github.com/acdtcm/acdtcm/internal/imageio"
 	"github.com/acdtcm/acdtcm/internal/imgmatch"
+	"github.com/acdtcm/acdtcm/internal/parallel"
 )
 
 // DefaultPHashThreshold is the default largest Hamming distance (of 64 bits) between the
@@ -150,38 +150,7 @@ func (v *validator) checkImages(ctx context.Context) error {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	jobs := make(chan *entry)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for e := range jobs {
-				v.inspect(e)
-				done <- struct{}{}
-			}
-		}()
-	}
-	go func() {
-		defer close(jobs)
-		for _, e := range todo {
-			select {
-			case jobs <- e:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	go func() { wg.Wait(); close(done) }()
-	n := 0
-	for range done {
-		n++
-		if v.opts.Progress != nil {
-			v.opts.Progress(n, len(todo))
-		}
-	}
-	if err := ctx.Err(); err != nil {
+	if err := parallel.Each(ctx, len(todo), workers, func(i int) { v.inspect(todo[i]) }, v.opts.Progress); err != nil {
 		return err
 	}
 	v.report.ImagesChecked = len(todo)
