@@ -74,14 +74,16 @@ func runDatasetLinkCopies(ctx context.Context, app *App, opts *datasetLinkCopies
 	}
 	t0 := time.Now()
 	bar := newProgressBar(app.Err, len(samples), "describing photos", opts.NoProgress)
-	links, err := grader.LinkCopies(ctx, samples, grader.LinkOptions{Workers: opts.Workers, MinInliers: opts.MatchInliers, Progress: func(done, _ int) {
-		if bar != nil {
-			_ = bar.Set(done)
+	links, err := grader.LinkCopies(ctx, samples, grader.LinkOptions{Workers: opts.Workers, MinInliers: opts.MatchInliers, Progress: func(done, total int) {
+		if bar == nil {
+			return
+		}
+		_ = bar.Set(done)
+		if done == total { // the pair matching that follows reports nothing until it ends
+			_ = bar.Finish()
+			fmt.Fprintf(app.Err, "matching the features of %d photos...\n", total)
 		}
 	}})
-	if bar != nil {
-		_ = bar.Finish()
-	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", opts.Data, err)
 	}
