@@ -32,7 +32,7 @@ their first halving (epoch 30) at ~the same point.
 Result (2026-11-29, the command above, 62 min on the 2-core VM; results/ldl-rn50-e16.*): after
 epoch 16 the grade head scores 0.791 on the holdout and 0.724 on valid (the count calibrated as
 acdtcm's counter: 0.798 / 0.749), against the MobileNetV2 counter recipe's 0.838 on the same
-holdout and the shipped counter's 0.7915 on valid (BENCHMARKS.md, "The published recipe
+holdout and the shipped counter's 0.7915 on valid; --seed 2: 0.785 / 0.742 (BENCHMARKS.md, "The published recipe
 itself, re-run here").
 
 Writes <out>/<tag>.json (per-epoch records and the summary) and <tag>-predictions.csv (per
