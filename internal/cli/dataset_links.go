@@ -90,17 +90,11 @@ func runDatasetLinkCopies(ctx context.Context, app *App, opts *datasetLinkCopies
 	if err := grader.WriteCopyLinks(opts.Out, links); err != nil {
 		return err
 	}
-	var trainS, evalS []grader.Sample
 	sources := map[string]bool{}
 	for _, s := range samples {
 		sources[s.Source] = true
-		switch s.Split {
-		case opts.TrainSplit:
-			trainS = append(trainS, s)
-		case opts.EvalSplit:
-			evalS = append(evalS, s)
-		}
 	}
+	trainS, evalS := grader.SplitSamples(samples, opts.TrainSplit, opts.EvalSplit)
 	_, dropped := grader.SeparateCopies(trainS, evalS, links)
 	fmt.Fprintf(app.Out, "%s: %d photos of %d source ids (%d records skipped), matched in %.0fs\n",
 		opts.Data, len(samples), len(sources), skipped, time.Since(t0).Seconds())

@@ -71,6 +71,20 @@ func typedLesionLabels(samples []Sample) (typed bool, why string) {
 	return typed, why
 }
 
+// SplitSamples returns the samples of trainSplit and of evalSplit, in their order; samples of
+// other splits are in neither.
+func SplitSamples(samples []Sample, trainSplit, evalSplit string) (train, eval []Sample) {
+	for _, s := range samples {
+		switch s.Split {
+		case trainSplit:
+			train = append(train, s)
+		case evalSplit:
+			eval = append(eval, s)
+		}
+	}
+	return train, eval
+}
+
 // LoadSamples reads labelled photos from path: a manifest (file or directory holding
 // manifest.jsonl) or, as a fallback, an ACNE04 Pascal VOC export directory with train/ and
 // valid/ subdirectories. Records without a Hayashi grade are skipped and counted in skipped.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,6 +104,31 @@ func TestLoadManifestSamples(t *testing.T) {
 	s := samples[0]
 	if s.Source != "src1" || s.Grade != 1 || len(s.Boxes) != 1 || s.Boxes[0].Type != 2 || s.Boxes[0].X1 != 0.2 || s.Boxes[0].Y1 != 0.3 {
 		t.Errorf("sample %+v boxes %+v", s, s.Boxes)
+	}
+}
+
+func TestSplitSamples(t *testing.T) {
+	samples := []Sample{{ID: "a", Split: "train"}, {ID: "b", Split: "valid"}, {ID: "c", Split: "test"}, {ID: "d", Split: "train"}, {ID: "e", Split: ""}}
+	ids := func(ss []Sample) (out []string) {
+		for _, s := range ss {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		train, eval         string
+		wantTrain, wantEval []string
+	}{
+		{"train", "valid", []string{"a", "d"}, []string{"b"}},
+		{"train", "test", []string{"a", "d"}, []string{"c"}},
+		{"valid", "train", []string{"b"}, []string{"a", "d"}},
+		{"train", "none", []string{"a", "d"}, nil},
+		{"holdout", "valid", nil, []string{"b"}},
+	} {
+		tr, ev := SplitSamples(samples, tc.train, tc.eval)
+		if !slices.Equal(ids(tr), tc.wantTrain) || !slices.Equal(ids(ev), tc.wantEval) {
+			t.Errorf("SplitSamples(%q, %q) = %v, %v; want %v, %v", tc.train, tc.eval, ids(tr), ids(ev), tc.wantTrain, tc.wantEval)
+		}
 	}
 }
 

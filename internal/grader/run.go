@@ -42,15 +42,7 @@ func RunTraining(ctx gocontext.Context, cfg TrainConfig, exportDir string, log f
 	if err != nil {
 		return nil, err
 	}
-	var trainS, evalS []Sample
-	for _, s := range samples {
-		switch s.Split {
-		case cfg.TrainSplit:
-			trainS = append(trainS, s)
-		case cfg.EvalSplit:
-			evalS = append(evalS, s)
-		}
-	}
+	trainS, evalS := SplitSamples(samples, cfg.TrainSplit, cfg.EvalSplit)
 	log("data %s: %d photos (%d %s, %d %s), %d records skipped", cfg.Data, len(samples), len(trainS), cfg.TrainSplit, len(evalS), cfg.EvalSplit, skipped)
 	if len(trainS) == 0 {
 		return nil, fmt.Errorf("data %s: no %q photos", cfg.Data, cfg.TrainSplit)
