@@ -44,7 +44,7 @@ func TestDatasetImportSplitStatsExport(t *testing.T) {
 		}
 	}
 
-	code, out, errOut = runDatasetCLI(t, "dataset", "split", "ds", "--ratios", "0.5,0.5", "--seed", "3", "--per-split", "--out", "split")
+	code, _, errOut = runDatasetCLI(t, "dataset", "split", "ds", "--ratios", "0.5,0.5", "--seed", "3", "--per-split", "--out", "split")
 	if code != 0 {
 		t.Fatalf("split exit %d: %s", code, errOut)
 	}
@@ -87,7 +87,7 @@ func TestDatasetImportSplitStatsExport(t *testing.T) {
 		t.Errorf("stats --json exit %d: %s", code, out)
 	}
 
-	code, out, errOut = runDatasetCLI(t, "dataset", "export", "--format", "sharegpt", "split", "--split", "train", "--dataset-info", "acne_train", "--out", "sg/train.json")
+	code, _, errOut = runDatasetCLI(t, "dataset", "export", "--format", "sharegpt", "split", "--split", "train", "--dataset-info", "acne_train", "--out", "sg/train.json")
 	if code != 0 {
 		t.Fatalf("export exit %d: %s", code, errOut)
 	}

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/olekukonko/tablewriter"
 	"github.com/spf13/cobra"
 
@@ -301,7 +300,9 @@ func benchOne(dir string, prompt qwen.Prompt, opts *quantizeOptions) (*modelStat
 		return nil, nil, err
 	}
 	st.LoadSeconds = time.Since(start).Seconds()
-	m.Ctx.EnumerateVariables(func(v *context.Variable) { st.WeightBytes += int64(v.Shape().Memory()) })
+	for v := range m.Ctx.IterVariables() {
+		st.WeightBytes += int64(v.Shape().Memory())
+	}
 	logits, ids, err := m.Forward([]qwen.Prompt{prompt})
 	if err != nil {
 		sampler.Stop()

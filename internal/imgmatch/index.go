@@ -151,16 +151,6 @@ type index struct {
 	ends    []uint32 // end of each bucket in members
 }
 
-// entry returns the descriptor an entry id names.
-func entry(feats []*Features, id uint32) *Descriptor {
-	f := feats[id>>10]
-	v := &f.Normal
-	if id>>9&1 == 1 {
-		v = &f.Mirror
-	}
-	return &v.Descriptors[id&511]
-}
-
 // eachEntry calls fn for every descriptor of feats (both views) with its entry id.
 func eachEntry(feats []*Features, fn func(id uint32, d *Descriptor)) {
 	for i, f := range feats {

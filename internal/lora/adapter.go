@@ -43,7 +43,9 @@ func Attach(ctx *context.Context, cfg *Config, modules []Module, seed uint64) []
 		for i := range a {
 			a[i] = float32((rng.Float64()*2 - 1) * bound)
 		}
-		setAdapter(ctx, m.Name, tensors.FromFlatDataAndDimensions(a, r, m.In), tensors.FromFlatDataAndDimensions(make([]float32, m.Out*r), m.Out, r), s)
+		if err := setAdapter(ctx, m.Name, tensors.FromFlatDataAndDimensions(a, r, m.In), tensors.FromFlatDataAndDimensions(make([]float32, m.Out*r), m.Out, r), s); err != nil {
+			panic(fmt.Sprintf("lora.Attach: %v", err)) // only when an existing adapter's old value cannot be freed on its device
+		}
 		names = append(names, m.Name)
 	}
 	ctx.SetParam(paramDropout, cfg.Dropout)
@@ -52,18 +54,29 @@ func Attach(ctx *context.Context, cfg *Config, modules []Module, seed uint64) []
 
 // setAdapter creates the adapter variables of a module, or overwrites their values when
 // they exist (loading a checkpoint into a model that already has adapters).
-func setAdapter(ctx *context.Context, module string, a, b *tensors.Tensor, s float64) {
+func setAdapter(ctx *context.Context, module string, a, b *tensors.Tensor, s float64) error {
 	c := ctx.InAbsPath(scope(module)).Checked(false)
-	set := func(name string, value *tensors.Tensor) *context.Variable {
+	set := func(name string, value *tensors.Tensor) (*context.Variable, error) {
 		if v := ctx.GetVariableByScopeAndName(scope(module), name); v != nil {
-			v.MustSetValue(value)
-			return v
+			if err := v.SetValue(value); err != nil {
+				return nil, fmt.Errorf("adapter %s: set %s: %w", module, name, err)
+			}
+			return v, nil
 		}
-		return c.VariableWithValue(name, value)
+		return c.VariableWithValue(name, value), nil
 	}
-	set("lora_A", a)
-	set("lora_B", b)
-	set("scaling", tensors.FromScalar(float32(s))).SetTrainable(false)
+	if _, err := set("lora_A", a); err != nil {
+		return err
+	}
+	if _, err := set("lora_B", b); err != nil {
+		return err
+	}
+	scaling, err := set("scaling", tensors.FromScalar(float32(s)))
+	if err != nil {
+		return err
+	}
+	scaling.SetTrainable(false)
+	return nil
 }
 
 // Apply adds the adapter update of module (if it has one) to the base output y of a linear
@@ -94,11 +107,11 @@ func Apply(ctx *context.Context, x, y *Node, module string) *Node {
 // Adapted lists the modules that carry an adapter in ctx, sorted.
 func Adapted(ctx *context.Context) []string {
 	var names []string
-	ctx.EnumerateVariables(func(v *context.Variable) {
+	for v := range ctx.IterVariables() {
 		if v.Name() == "lora_A" && strings.HasPrefix(v.Scope(), "/lora/") {
 			names = append(names, strings.ReplaceAll(strings.TrimPrefix(v.Scope(), "/lora/"), "/", "."))
 		}
-	})
+	}
 	sort.Strings(names)
 	return names
 }

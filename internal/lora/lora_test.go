@@ -239,9 +239,9 @@ func TestApplyGradientFiniteDifferences(t *testing.T) {
 	Attach(ctx, cfg, []Module{{Name: "m.proj", In: 3, Out: 4}}, 9)
 	a := ctx.GetVariableByScopeAndName("/lora/m/proj", "lora_A")
 	b := ctx.GetVariableByScopeAndName("/lora/m/proj", "lora_B")
-	a.MustSetValue(tensors.FromFlatDataAndDimensions([]float64{0.1, -0.2, 0.3, 0.05, 0.4, -0.1}, 2, 3))
-	b.MustSetValue(tensors.FromFlatDataAndDimensions([]float64{0.2, -0.1, 0.05, 0.3, -0.4, 0.1, 0.25, 0.15}, 4, 2))
-	ctx.GetVariableByScopeAndName("/lora/m/proj", "scaling").MustSetValue(tensors.FromScalar(3.0))
+	setValue(t, a, tensors.FromFlatDataAndDimensions([]float64{0.1, -0.2, 0.3, 0.05, 0.4, -0.1}, 2, 3))
+	setValue(t, b, tensors.FromFlatDataAndDimensions([]float64{0.2, -0.1, 0.05, 0.3, -0.4, 0.1, 0.25, 0.15}, 4, 2))
+	setValue(t, ctx.GetVariableByScopeAndName("/lora/m/proj", "scaling"), tensors.FromScalar(3.0))
 	x := []float64{1, -2, 0.5, 0.3, 0.7, -1.1}
 	r := []float64{0.5, -1, 2, 0.1, 1, 1, -0.3, 0.2}
 	lossFn := func(ctx *context.Context, xs, rs *Node) *Node {
@@ -286,11 +286,11 @@ func TestApplyGradientFiniteDifferences(t *testing.T) {
 			eval := func(d float64) float64 {
 				c := append([]float64(nil), vals...)
 				c[i] += d
-				v.MustSetValue(tensors.FromFlatDataAndDimensions(c, dims...))
+				setValue(t, v, tensors.FromFlatDataAndDimensions(c, dims...))
 				return lossExec.MustExec(xt, rt)[0].Value().(float64)
 			}
 			fd := (eval(eps) - eval(-eps)) / (2 * eps)
-			v.MustSetValue(tensors.FromFlatDataAndDimensions(vals, dims...))
+			setValue(t, v, tensors.FromFlatDataAndDimensions(vals, dims...))
 			if math.Abs(fd-grad[i]) > 1e-8 {
 				t.Errorf("%s[%d]: autodiff %g, finite difference %g", v.Name(), i, grad[i], fd)
 			}
@@ -353,7 +353,9 @@ func TestNamingSaveLoadRename(t *testing.T) {
 		for j := range b {
 			b[j] = float32(i+1) * a[j%len(a)]
 		}
-		setAdapter(ctx, m, tensors.FromFlatDataAndDimensions(a, aShape...), tensors.FromFlatDataAndDimensions(b, bShape...), float64(s))
+		if err := setAdapter(ctx, m, tensors.FromFlatDataAndDimensions(a, aShape...), tensors.FromFlatDataAndDimensions(b, bShape...), float64(s)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	keys := func(prefixes ...string) []string {
 		var out []string
@@ -426,4 +428,12 @@ func weightKeys(t *testing.T, dir string) []string {
 	}
 	defer f.Close()
 	return f.Names()
+}
+
+// setValue sets a variable's value, failing the test on error.
+func setValue(t testing.TB, v *context.Variable, value *tensors.Tensor) {
+	t.Helper()
+	if err := v.SetValue(value); err != nil {
+		t.Fatalf("set %s: %v", v.ScopeAndName(), err)
+	}
 }

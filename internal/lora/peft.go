@@ -200,7 +200,9 @@ func Load(ctx *context.Context, dir string, modules []Module) (*Config, []string
 			return nil, nil, fmt.Errorf("%s: module %s has only one of lora_A/lora_B", path, module)
 		}
 		_, s := cfg.RankAndScaling(module)
-		setAdapter(ctx, module, p.a, p.b, s)
+		if err := setAdapter(ctx, module, p.a, p.b, s); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
 		names = append(names, module)
 	}
 	if len(names) == 0 {

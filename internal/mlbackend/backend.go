@@ -116,8 +116,8 @@ func newGo(config string) (backends.Backend, error) {
 
 // New creates the backend named by spec and registers this package's gradient rules.
 //
-//	go                      pure Go (simplego), ops scheduled sequentially (safe default)
-//	go:parallelism=N,...    simplego options; ops_sequential is added unless ops_parallel is given
+//	"go"                    pure Go (simplego), ops scheduled sequentially (safe default)
+//	"go:parallelism=N,..."  simplego options; ops_sequential is added unless ops_parallel is given
 //	xla, xla:cuda, xla:cpu  XLA/PJRT plugin by name, found in PJRT_PLUGIN_LIBRARY_PATH or the
 //	                        standard directories; never downloaded
 //	xla:/abs/path/x.so      XLA/PJRT plugin by absolute path

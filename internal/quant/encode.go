@@ -25,14 +25,6 @@ func halfBytesToFloat32(raw []byte) []float32 {
 	return v
 }
 
-func f32Bytes(v []float32) []byte {
-	out := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
-	}
-	return out
-}
-
 // Encode returns the safetensors tensors of a quantized weight named name.
 func (t *Tensor) Encode(name string) []safetensors.Tensor {
 	dataType := safetensors.U8

@@ -210,7 +210,7 @@ func TestBF16LoRAGradients(t *testing.T) {
 		for k := range vals {
 			vals[k] -= float32(lr) * g16[i][k]
 		}
-		p.MustSetValue(tensors.FromFlatDataAndDimensions(vals, p.Shape().Dimensions...))
+		setValue(t, p, tensors.FromFlatDataAndDimensions(vals, p.Shape().Dimensions...))
 	}
 	after := lossNow()
 	t.Logf("bf16 loss after one step: %.6f -> %.6f", loss16, after)
@@ -225,12 +225,12 @@ func TestBF16WeightMemory(t *testing.T) {
 	f32, bf16 := tinyPair(t, 3)
 	bf16.AttachLoRA(defaultLoRA(t, true), 1)
 	bytes := func(m *Model, dt dtypes.DType) (n int, size uintptr) {
-		m.Ctx.EnumerateVariables(func(v *context.Variable) {
+		for v := range m.Ctx.IterVariables() {
 			if strings.HasPrefix(v.Scope(), "/lora/") {
 				if v.Shape().DType != dtypes.Float32 {
 					t.Errorf("adapter variable %s/%s is %s", v.Scope(), v.Name(), v.Shape().DType)
 				}
-				return
+				continue
 			}
 			if v.Shape().DType != dt {
 				t.Errorf("base variable %s/%s is %s, want %s", v.Scope(), v.Name(), v.Shape().DType, dt)
@@ -240,7 +240,7 @@ func TestBF16WeightMemory(t *testing.T) {
 			}
 			n++
 			size += v.Shape().Memory()
-		})
+		}
 		return n, size
 	}
 	n32, size32 := bytes(f32, dtypes.Float32)

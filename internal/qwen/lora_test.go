@@ -181,10 +181,10 @@ func adaptedTrainInputs(t *testing.T, m *Model, lmOnly bool) []*tensors.Tensor {
 // castVariables converts every float variable of ctx to float64, so gradients can be checked
 // against finite differences without float32 rounding noise.
 func castVariables(t *testing.T, ctx *context.Context) {
-	ctx.EnumerateVariables(func(v *context.Variable) {
+	for v := range ctx.IterVariables() {
 		val := v.MustValue()
 		if val.DType().String() != "Float32" {
-			return
+			continue
 		}
 		f32, _ := tensors.CopyFlatData[float32](val)
 		f64 := make([]float64, len(f32))
@@ -194,7 +194,7 @@ func castVariables(t *testing.T, ctx *context.Context) {
 		if err := v.SetValue(tensors.FromFlatDataAndDimensions(f64, val.Shape().Dimensions...)); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}
 }
 
 // TestLoRAGradientsMatchFiniteDifferences checks d(loss)/d(lora_A, lora_B) from GoMLX's
@@ -247,7 +247,7 @@ func TestLoRAGradientsMatchFiniteDifferences(t *testing.T) {
 			set := func(x float64) {
 				c := append([]float64(nil), vals...)
 				c[i] = x
-				v.MustSetValue(tensors.FromFlatDataAndDimensions(c, dims...))
+				setValue(t, v, tensors.FromFlatDataAndDimensions(c, dims...))
 			}
 			set(vals[i] + eps)
 			up := evalLoss()
@@ -259,5 +259,13 @@ func TestLoRAGradientsMatchFiniteDifferences(t *testing.T) {
 				t.Errorf("%s[%d]: autodiff %.10g, finite difference %.10g", v.Name(), i, grad[i], fd)
 			}
 		}
+	}
+}
+
+// setValue sets a variable's value, failing the test on error.
+func setValue(t testing.TB, v *context.Variable, value *tensors.Tensor) {
+	t.Helper()
+	if err := v.SetValue(value); err != nil {
+		t.Fatalf("set %s: %v", v.ScopeAndName(), err)
 	}
 }

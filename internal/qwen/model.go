@@ -155,12 +155,6 @@ type Prompt struct {
 	Images   []image.Image
 }
 
-// encoded is a tokenized prompt with processed images.
-type encoded struct {
-	ids    []int
-	images []ProcessedImage
-}
-
 // Encode renders the chat template (with generation prompt), processes the images and
 // expands each <|image_pad|> to its token count.
 func (m *Model) Encode(p Prompt) (ids []int, images []ProcessedImage, err error) {

@@ -1,6 +1,7 @@
 package qwen
 
 import (
+	gocontext "context"
 	"image"
 	"image/color"
 	"math"
@@ -136,7 +137,7 @@ func TestGraderProbabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	preds, err := g.Predict(nil, []infer.Input{in, in})
+	preds, err := g.Predict(gocontext.Background(), []infer.Input{in, in})
 	if err != nil {
 		t.Fatal(err)
 	}

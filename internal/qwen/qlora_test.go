@@ -99,12 +99,12 @@ func TestQLoRAGradients(t *testing.T) {
 	if !IsQuantized(qm.Ctx, module+".weight") || !IsQuantized(qm.Ctx, "visual.blocks.0.attn.qkv.weight") {
 		t.Fatal("base weights are not held quantized")
 	}
-	qm.Ctx.EnumerateVariables(func(v *context.Variable) {
+	for v := range qm.Ctx.IterVariables() {
 		isLoRA := v.Name() == "lora_A" || v.Name() == "lora_B"
 		if v.Trainable != isLoRA {
 			t.Errorf("variable %s trainable=%v", v.ScopeAndName(), v.Trainable)
 		}
-	})
+	}
 	if math.Abs(qLoss-dLoss) > 1e-5*math.Abs(dLoss) {
 		t.Errorf("loss on quantized base %g, on dequantized float32 %g", qLoss, dLoss)
 	}
