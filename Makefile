@@ -7,7 +7,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X github.com/acdtcm/acdtcm/internal/cli.Version=$(VERSION) -X github.com/acdtcm/acdtcm/internal/cli.Commit=$(COMMIT)
 BIN       ?= bin/acdtcm
 
-.PHONY: build build-xla demo test lint staticcheck bench fmt clean train-grader
+.PHONY: build build-xla cross demo test lint staticcheck bench fmt clean train-grader
 
 build:
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/acdtcm
@@ -32,6 +32,15 @@ GRADER_EXPORT ?= $(GRADER_OUT)/export
 train-grader: build
 	$(BIN) train --config configs/train-grader-mobilenetv2.yaml --out $(GRADER_OUT) --resume \
 		--loss-ordinal 1 --link-copies --weights-version 1.8.0 --export-dir $(GRADER_EXPORT)
+
+# Static binaries for other systems (pure Go: no cgo, no XLA), bin/acdtcm-<os>-<arch>[.exe].
+# Off amd64 the built-in grader runs its portable Go kernels (no assembly).
+CROSS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+cross:
+	@for t in $(CROSS); do os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		out=bin/acdtcm-$$os-$$arch$$ext; echo "$$out"; \
+		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/acdtcm || exit 1; \
+	done
 
 build-xla:
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/acdtcm-xla ./cmd/acdtcm

@@ -1,7 +1,9 @@
 package grader
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -13,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/acdtcm/acdtcm/internal/dataset"
+	"github.com/acdtcm/acdtcm/internal/imageio"
 	"github.com/acdtcm/acdtcm/internal/severity"
 )
 
@@ -170,6 +173,37 @@ func TestResize(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("Resize = %v, want %v", got, want)
 		}
+	}
+}
+
+// TestResizeGolden pins the network input of the sample photos, byte for byte, to golden
+// hashes made on amd64: run on another architecture (GOARCH=arm64 go test -exec
+// qemu-aarch64 ...) it checks that preprocessing does not depend on the CPU (see Resize).
+func TestResizeGolden(t *testing.T) {
+	golden := filepath.Join("testdata", "resize224.sha256")
+	data, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		want, name, ok := strings.Cut(line, "  ")
+		if !ok {
+			t.Fatalf("%s: bad line %q", golden, line)
+		}
+		t.Run(name, func(t *testing.T) {
+			img, _, err := imageio.DecodeFile(filepath.Join("..", "..", "testdata", "samples", name), imageio.DefaultLimits())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprintf("%x", sha256.Sum256(Resize(img, 224))); got != want {
+				t.Errorf("Resize(%s, 224) hashes to %s, want %s (%s)", name, got, want, golden)
+			}
+		})
+		n++
+	}
+	if n != 4 {
+		t.Errorf("%s: %d photos, want the 4 samples", golden, n)
 	}
 }
 
