@@ -43,7 +43,9 @@ func TestModelInitInspectExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := lora.NewConfig(2, 4, 0, lora.DefaultTargets, true)
-	m.AttachLoRA(cfg, 1)
+	if _, err := m.AttachLoRA(cfg, 1); err != nil {
+		t.Fatal(err)
+	}
 	adapter := filepath.Join(dir, "adapter")
 	if err := lora.Save(m.Ctx, cfg, adapter, lora.NamingNew); err != nil {
 		t.Fatal(err)

@@ -27,8 +27,9 @@ const paramDropout = "lora_dropout"
 
 // Attach creates adapter variables for every targeted module: A [r, in] Kaiming-uniform
 // (bound 1/√in, as PEFT's kaiming_uniform_(a=√5)), B [out, r] zero, and the scale s as a
-// frozen scalar. It returns the adapted module names, sorted.
-func Attach(ctx *context.Context, cfg *Config, modules []Module, seed uint64) []string {
+// frozen scalar. It returns the adapted module names, sorted. It fails only when a module
+// already has adapter variables whose old values cannot be replaced on their device.
+func Attach(ctx *context.Context, cfg *Config, modules []Module, seed uint64) ([]string, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x10a))
 	var names []string
 	sorted := append([]Module(nil), modules...)
@@ -44,12 +45,12 @@ func Attach(ctx *context.Context, cfg *Config, modules []Module, seed uint64) []
 			a[i] = float32((rng.Float64()*2 - 1) * bound)
 		}
 		if err := setAdapter(ctx, m.Name, tensors.FromFlatDataAndDimensions(a, r, m.In), tensors.FromFlatDataAndDimensions(make([]float32, m.Out*r), m.Out, r), s); err != nil {
-			panic(fmt.Sprintf("lora.Attach: %v", err)) // only when an existing adapter's old value cannot be freed on its device
+			return nil, fmt.Errorf("attach LoRA adapters: %w", err)
 		}
 		names = append(names, m.Name)
 	}
 	ctx.SetParam(paramDropout, cfg.Dropout)
-	return names
+	return names, nil
 }
 
 // setAdapter creates the adapter variables of a module, or overwrites their values when

@@ -236,7 +236,9 @@ func TestApplyGradientFiniteDifferences(t *testing.T) {
 	}
 	ctx := context.New()
 	cfg, _ := NewConfig(2, 6, 0, []string{"proj"}, false)
-	Attach(ctx, cfg, []Module{{Name: "m.proj", In: 3, Out: 4}}, 9)
+	if _, err := Attach(ctx, cfg, []Module{{Name: "m.proj", In: 3, Out: 4}}, 9); err != nil {
+		t.Fatal(err)
+	}
 	a := ctx.GetVariableByScopeAndName("/lora/m/proj", "lora_A")
 	b := ctx.GetVariableByScopeAndName("/lora/m/proj", "lora_B")
 	setValue(t, a, tensors.FromFlatDataAndDimensions([]float64{0.1, -0.2, 0.3, 0.05, 0.4, -0.1}, 2, 3))
@@ -342,8 +344,8 @@ func TestNamingSaveLoadRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.New()
-	if got := Attach(ctx, cfg, modules, 5); len(got) != len(modules) {
-		t.Fatalf("adapted %v", got)
+	if got, err := Attach(ctx, cfg, modules, 5); err != nil || len(got) != len(modules) {
+		t.Fatalf("adapted %v (%v)", got, err)
 	}
 	for i, m := range Adapted(ctx) { // non-zero B, so B round-trips too
 		a, b, aShape, bShape, s, err := Weights(ctx, m)

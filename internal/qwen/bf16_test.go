@@ -223,7 +223,7 @@ func TestBF16LoRAGradients(t *testing.T) {
 // holding exactly half the bytes of the float32 model, while LoRA adapters stay float32.
 func TestBF16WeightMemory(t *testing.T) {
 	f32, bf16 := tinyPair(t, 3)
-	bf16.AttachLoRA(defaultLoRA(t, true), 1)
+	attachLoRA(t, bf16, defaultLoRA(t, true), 1)
 	bytes := func(m *Model, dt dtypes.DType) (n int, size uintptr) {
 		for v := range m.Ctx.IterVariables() {
 			if strings.HasPrefix(v.Scope(), "/lora/") {

@@ -24,6 +24,16 @@ func defaultLoRA(t *testing.T, lmOnly bool) *lora.Config {
 	return cfg
 }
 
+// attachLoRA attaches fresh adapters to m and returns their names, failing the test on error.
+func attachLoRA(t *testing.T, m *Model, cfg *lora.Config, seed uint64) []string {
+	t.Helper()
+	names, err := m.AttachLoRA(cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
 // randomizeB gives every lora_B random values so the adapter changes the output.
 func randomizeB(t *testing.T, ctx *context.Context, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -65,7 +75,7 @@ func TestLoRATargetsAndZeroInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := m.AttachLoRA(defaultLoRA(t, true), 1)
+	names := attachLoRA(t, m, defaultLoRA(t, true), 1)
 	// LM only: 7 projections x 2 layers, none in the vision tower.
 	if len(names) != 14 {
 		t.Fatalf("adapted %d modules: %v", len(names), names)
@@ -106,7 +116,7 @@ func TestLoRASaveLoadMerge(t *testing.T) {
 	}
 	m := load()
 	cfg := defaultLoRA(t, false) // plain suffix list: also adapts the vision MLPs, as PEFT would
-	names := m.AttachLoRA(cfg, 3)
+	names := attachLoRA(t, m, cfg, 3)
 	if len(names) != 14+3*2 {
 		t.Fatalf("suffix targets adapted %d modules, want 20 (LM 14 + vision MLP 6)", len(names))
 	}
@@ -157,7 +167,7 @@ func TestLoRASaveLoadMerge(t *testing.T) {
 // returns the graph inputs of one training sample with an image.
 func adaptedTrainInputs(t *testing.T, m *Model, lmOnly bool) []*tensors.Tensor {
 	t.Helper()
-	m.AttachLoRA(defaultLoRA(t, lmOnly), 5)
+	attachLoRA(t, m, defaultLoRA(t, lmOnly), 5)
 	randomizeB(t, m.Ctx, 6)
 	img, err := m.Processor.ProcessImage(testImage(56, 84, 8))
 	if err != nil {

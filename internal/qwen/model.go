@@ -180,7 +180,7 @@ func (m *Model) resetExecs() {
 
 // AttachLoRA adds fresh LoRA adapters (B = 0) to the modules cfg targets and returns their
 // names.
-func (m *Model) AttachLoRA(cfg *lora.Config, seed uint64) []string {
+func (m *Model) AttachLoRA(cfg *lora.Config, seed uint64) ([]string, error) {
 	m.resetExecs()
 	return lora.Attach(m.Ctx, cfg, m.Config.LinearModules(), seed)
 }

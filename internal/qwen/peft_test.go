@@ -41,7 +41,7 @@ func writeAcdtcmAdapter(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	cfg.BaseModel = "acdtcm model init --preset tiny --seed 7"
-	m.AttachLoRA(cfg, 21)
+	attachLoRA(t, m, cfg, 21)
 	randomizeB(t, m.Ctx, 22)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -127,7 +127,7 @@ func TestSavedNamingMatchesPEFT(t *testing.T) {
 	}
 	slices.Sort(newKeys)
 	m := tinySeed7(t)
-	m.AttachLoRA(cfg, 3)
+	attachLoRA(t, m, cfg, 3)
 	randomizeB(t, m.Ctx, 4)
 	tests := []struct {
 		flag string

@@ -225,7 +225,7 @@ func TestVLLMLoadsExports(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := defaultLoRA(t, lmOnly)
-		m.AttachLoRA(cfg, 5)
+		attachLoRA(t, m, cfg, 5)
 		randomizeB(t, m.Ctx, 6)
 		return m, cfg
 	}

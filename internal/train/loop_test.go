@@ -79,7 +79,9 @@ func TestLoRATargetSelection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.AttachLoRA(cfg, 1)
+	if _, err := m.AttachLoRA(cfg, 1); err != nil {
+		t.Fatal(err)
+	}
 	if err := lora.Save(m.Ctx, cfg, visionAdapter, lora.NamingNew); err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,9 @@ func NewLoRATrainer(cfg LoRAConfig, backend backends.Backend) (*LoRATrainer, err
 		if t.LoRA, err = newLoRAConfig(cfg); err != nil {
 			return nil, err
 		}
-		t.modules = m.AttachLoRA(t.LoRA, cfg.Seed)
+		if t.modules, err = m.AttachLoRA(t.LoRA, cfg.Seed); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.Processor.OverrideLimits(cfg.MinPixels, cfg.MaxPixels); err != nil {
 		return nil, fmt.Errorf("image size limits: %w", err)
