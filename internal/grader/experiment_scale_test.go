@@ -49,20 +49,7 @@ func TestScaleExperiment(t *testing.T) {
 		}
 		sizes = append(sizes, n)
 	}
-	b := weights.Grader
-	if *expCkpt != "" {
-		var err error
-		if b, err = os.ReadFile(*expCkpt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := os.Stat(*expData); errors.Is(err, os.ErrNotExist) {
-		t.Skipf("ACNE04 export not found at %s", *expData)
-	}
-	all, _, err := LoadSamples(*expData)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, all := experimentInputs(t)
 	var trainS []Sample
 	for _, s := range all {
 		if s.Split == "train" {
@@ -116,6 +103,28 @@ func TestScaleExperiment(t *testing.T) {
 		t.Logf("size %d done", size)
 	}
 	t.Logf("wrote %s", filepath.Clean(*expOut))
+}
+
+// experimentInputs returns the experiments' checkpoint bytes (-exp-ckpt, or the built-in
+// weights) and every photo of the ACNE04 export at -exp-data; it skips the test when the
+// export is absent.
+func experimentInputs(t *testing.T) ([]byte, []Sample) {
+	t.Helper()
+	b := weights.Grader
+	if *expCkpt != "" {
+		var err error
+		if b, err = os.ReadFile(*expCkpt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(*expData); errors.Is(err, os.ErrNotExist) {
+		t.Skipf("ACNE04 export not found at %s", *expData)
+	}
+	all, _, err := LoadSamples(*expData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, all
 }
 
 // Thresholds of densityFeatures, in predicted lesions per density-map cell.
