@@ -55,6 +55,12 @@ results/rn50-*, BENCHMARKS.md ("ImageNet ResNet-50 as the counter's backbone").
 --size N runs at N px (density grid N/8) instead of 224. At 320 (results/mnv2-frozen2-320.*,
 2026-11-28; stem 1,448 s, then ~150 s per epoch): holdout Spearman 0.930, MAE 3.10, calibrated
 accuracy 0.791, i.e. no better than 224 px.
+
+--train-frac F (2026-11-29) trains on a seeded, grade-stratified subset of F of the
+non-holdout train sources (--subset-seed, default 7), the holdout unchanged: a learning curve.
+--stem-cache FILE saves the frozen stem's outputs for every train photo (~0.9 GB at 224 px,
+block_2_add) on the first run and reads them on later ones. Results with --ordinal 1
+--loss-density 3: BENCHMARKS.md ("Learning curve").
 """
 import argparse
 import importlib.util
@@ -196,6 +202,11 @@ def main():
                     "rule's 5.5 / 20.5 / 50.5 and 4), cross-entropy on the photo's grade")
     ap.add_argument("--loss-density", type=float, default=10, help="weight of the density SSE (the count loss keeps weight 2)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--train-frac", type=float, default=1.0, help="train on this fraction of the non-holdout train "
+                    "sources (a random subset per grade, seeded by --subset-seed): a learning curve")
+    ap.add_argument("--subset-seed", type=int, default=7)
+    ap.add_argument("--stem-cache", default="", help="with --freeze-upto: a file for the frozen stem's outputs "
+                    "(written on the first run, read by later ones with the same backbone, --freeze-upto and --size)")
     ap.add_argument("--tag", default="mnv2-counter")
     ap.add_argument("--out", default="/tmp/torch-capacity")
     ap.add_argument("--cache-dir", default="/tmp/torch-capacity", help="where the resized-photo cache (~0.5 GB) goes")
@@ -217,6 +228,16 @@ def main():
     hold_src = set(random.Random(42).sample(sources, max(1, len(sources) // 10)))  # explore.py's holdout
     idx_train = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] not in hold_src]
     idx_hold = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] in hold_src]
+    if a.train_frac < 1:
+        by_grade = {}
+        for s in sorted({recs[i]["source"] for i in idx_train}):
+            by_grade.setdefault(next(recs[i]["grade"] for i in idx_train if recs[i]["source"] == s), []).append(s)
+        rs, keep = random.Random(a.subset_seed), set()
+        for g in sorted(by_grade):
+            keep |= set(rs.sample(by_grade[g], max(1, round(len(by_grade[g]) * a.train_frac))))
+        idx_all_train = idx_train
+        idx_train = [i for i in idx_train if recs[i]["source"] in keep]
+        print(f"[{a.tag}] --train-frac {a.train_frac}: {len(keep)} sources, {len(idx_train)} of {len(idx_all_train)} photos", flush=True)
     dev = torch.device(a.device)
     stop = a.stop or ("activation_21" if a.backbone == "resnet50" else "block_5_add")
     model = PretrainedCounter(a.resnet if a.backbone == "resnet50" else a.mnv2, stop=stop,
@@ -250,9 +271,16 @@ def main():
     X = torch.from_numpy(pixels).permute(0, 3, 1, 2)
     D, C = torch.from_numpy(dens), torch.from_numpy(counts)
     H = None  # with --freeze-upto: the stem's outputs [photo, mirrored?] in fp16, train photos only
-    if a.freeze_upto:
+    if a.freeze_upto and a.stem_cache and os.path.exists(a.stem_cache):
         t0 = time.time()
-        need = sorted(idx_train + idx_hold)
+        H = torch.load(a.stem_cache)
+        if H.get("key") != (a.backbone, a.freeze_upto, a.size):
+            sys.exit(f"--stem-cache {a.stem_cache}: made for {H.get('key')}, not {(a.backbone, a.freeze_upto, a.size)}")
+        H = H["outputs"]
+        print(f"[{a.tag}] stem outputs for {len(H)} photos read from {a.stem_cache} in {time.time() - t0:.0f} s", flush=True)
+    elif a.freeze_upto:
+        t0 = time.time()
+        need = sorted(set(idx_all_train if a.train_frac < 1 else idx_train) | set(idx_hold))
         H = {}
         for i in range(0, len(need), 32):
             b = need[i:i + 32]
@@ -261,6 +289,9 @@ def main():
             for j, k in enumerate(b):
                 H[k] = (h0[j], h1[j])
         print(f"[{a.tag}] stem outputs {tuple(h0.shape[1:])} for {len(need)} photos x 2 in {time.time() - t0:.0f} s", flush=True)
+        if a.stem_cache:
+            torch.save(dict(key=(a.backbone, a.freeze_upto, a.size), outputs=H), a.stem_cache + ".tmp")
+            os.replace(a.stem_cache + ".tmp", a.stem_cache)
 
     def inputs(b, mirrored):
         """The network's input for photos b (mirrored: a bool per photo)."""
