@@ -33,12 +33,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/disintegration/imaging"
 
 	"github.com/acdtcm/acdtcm/internal/imageio"
+	"github.com/acdtcm/acdtcm/internal/parallel"
 )
 
 var (
@@ -46,21 +46,22 @@ var (
 	expConditions = flag.String("exp-conditions", "none,sp,desp", "comma-separated input conditions (none, sp, desp, blur, sharpen)")
 )
 
-// domainConditions are the input conditions TestDomainExperiment can apply to a decoded photo;
-// each returns a new image and the number of pixels it replaced (desp) or 0.
-var domainConditions = map[string]func(img *image.RGBA, seed uint64) (image.Image, int){
-	"none": func(img *image.RGBA, _ uint64) (image.Image, int) { return img, 0 },
-	"sp": func(img *image.RGBA, seed uint64) (image.Image, int) {
-		out := toRGBA(img)
+// decodedPhoto is one photo as decoded and with the exporter's noise removed (desp).
+type decodedPhoto struct {
+	base, clean *image.RGBA
+}
+
+// domainConditions are the input conditions TestDomainExperiment can apply to a decoded photo.
+var domainConditions = map[string]func(p decodedPhoto, seed uint64) image.Image{
+	"none": func(p decodedPhoto, _ uint64) image.Image { return p.base },
+	"sp": func(p decodedPhoto, seed uint64) image.Image {
+		out := toRGBA(p.base)
 		addSaltPepper(out, 0.001, seed)
-		return out, 0
+		return out
 	},
-	"desp": func(img *image.RGBA, _ uint64) (image.Image, int) {
-		out := toRGBA(img)
-		return out, removeSaltPepper(out, outlierThreshold)
-	},
-	"blur":    func(img *image.RGBA, _ uint64) (image.Image, int) { return imaging.Blur(img, 0.7), 0 },
-	"sharpen": func(img *image.RGBA, _ uint64) (image.Image, int) { return imaging.Sharpen(img, 1), 0 },
+	"desp":    func(p decodedPhoto, _ uint64) image.Image { return p.clean },
+	"blur":    func(p decodedPhoto, _ uint64) image.Image { return imaging.Blur(p.base, 0.7) },
+	"sharpen": func(p decodedPhoto, _ uint64) image.Image { return imaging.Sharpen(p.base, 1) },
 }
 
 // outlierThreshold is how far (summed over the channels, 0-255 each) a pixel must lie from
@@ -97,40 +98,24 @@ func TestDomainExperiment(t *testing.T) {
 	for i0 := 0; i0 < len(all); i0 += chunk {
 		i1 := min(len(all), i0+chunk)
 		rows := make(map[string][][]uint8)
-		replaced := make([]int, i1-i0)
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 		for _, c := range conds {
 			rows[c] = make([][]uint8, i1-i0)
 		}
-		for j := range i1 - i0 {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				s := all[i0+j]
-				img, _, err := imageio.DecodeFile(s.Path, imageio.DefaultLimits())
-				if err != nil {
-					t.Errorf("%s: %v", s.Path, err)
-					return
-				}
-				base := toRGBA(img)
-				nrep := removeSaltPepper(toRGBA(base), outlierThreshold)
-				for _, c := range conds {
-					out, _ := domainConditions[c](base, uint64(i0+j))
-					r := Resize(out, size)
-					mu.Lock()
-					rows[c][j] = r
-					mu.Unlock()
-				}
-				mu.Lock()
-				replaced[j] = nrep
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
+		replaced := make([]int, i1-i0)
+		parallel.For(i1-i0, runtime.GOMAXPROCS(0), func(_, j int) { // each call writes only index j
+			s := all[i0+j]
+			img, _, err := imageio.DecodeFile(s.Path, imageio.DefaultLimits())
+			if err != nil {
+				t.Errorf("%s: %v", s.Path, err)
+				return
+			}
+			p := decodedPhoto{base: toRGBA(img)}
+			p.clean = toRGBA(p.base)
+			replaced[j] = removeSaltPepper(p.clean, outlierThreshold)
+			for _, c := range conds {
+				rows[c][j] = Resize(domainConditions[c](p, uint64(i0+j)), size)
+			}
+		})
 		if t.Failed() {
 			t.FailNow()
 		}

@@ -3,26 +3,36 @@
 
 For each input condition against the photo as decoded ("none"): the mean shift of
 log(1 + flip-averaged predicted count) per split and grade, the mean absolute shift, and the
-outlier pixels the de-noiser found per photo; with --grades, also the grade accuracy of the
-shipped calibration (the count thresholds below, v1.8.0's) on the train photos. Valid
-accuracy is printed only with --score-valid (the valid split is for model selection, once).
+outlier pixels the de-noiser found per photo; with --grades, also the grade accuracy on the
+train photos of the checkpoint's own calibration (--ckpt, default the built-in weights; the
+grade is the most probable one, as diagnose reports it). Valid accuracy is printed only with
+--score-valid (the valid split is for model selection, once).
 
-    /usr/bin/python3 scripts/grader-experiments/domain_shift.py /tmp/domain.csv [--grades] [--score-valid]
+    /usr/bin/python3 scripts/grader-experiments/domain_shift.py /tmp/domain.csv [--grades] [--score-valid] [--ckpt F]
 """
 import argparse
 import csv
 import math
+import os
+import sys
 from collections import defaultdict
 
-# v1.8.0's calibration (internal/grader/weights/grader.ckpt header): slope and cuts on
-# slope*log1p(count); the grade changes where the cumulative log-odds cross zero.
-SLOPE = 6.55173925073374
-CUTS = [10.669393354132714, 18.749617456505863, 23.77168730259312]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_runs import read_checkpoint  # noqa: E402
+
+BUILTIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../internal/grader/weights/grader.ckpt")
 
 
-def grade_of(count):
-    z = SLOPE * math.log1p(max(0.0, count))
-    return sum(1 for c in CUTS if z > c)
+def grader(calibration):
+    """The grade Calibration.Probabilities (internal/grader/calibrate.go) makes most probable."""
+    slope, cuts = calibration["slope"], calibration["cuts"]
+
+    def grade_of(count):
+        z = slope * math.log1p(max(0.0, count))
+        cum = [1 / (1 + math.exp(z - c)) for c in cuts] + [1.0]
+        probs = [max(0.0, cum[0])] + [max(0.0, cum[k] - cum[k - 1]) for k in range(1, len(cum))]
+        return max(range(len(probs)), key=probs.__getitem__)
+    return grade_of
 
 
 def main():
@@ -30,7 +40,9 @@ def main():
     ap.add_argument("csv")
     ap.add_argument("--grades", action="store_true", help="train-photo accuracy per condition")
     ap.add_argument("--score-valid", action="store_true", help="also valid accuracy per condition")
+    ap.add_argument("--ckpt", default=BUILTIN, help="the checkpoint whose calibration grades the counts")
     a = ap.parse_args()
+    grade_of = grader(read_checkpoint(a.ckpt)[0]["calibration"])
     rows = defaultdict(dict)  # (split, id) -> cond -> row
     conds = []
     for r in csv.DictReader(open(a.csv)):

@@ -229,9 +229,10 @@ def main():
     idx_train = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] not in hold_src]
     idx_hold = [i for i, r in enumerate(recs) if r["split"] == "train" and r["source"] in hold_src]
     if a.train_frac < 1:
+        grade_of = {recs[i]["source"]: recs[i]["grade"] for i in idx_train}
         by_grade = {}
-        for s in sorted({recs[i]["source"] for i in idx_train}):
-            by_grade.setdefault(next(recs[i]["grade"] for i in idx_train if recs[i]["source"] == s), []).append(s)
+        for s in sorted(grade_of):
+            by_grade.setdefault(grade_of[s], []).append(s)
         rs, keep = random.Random(a.subset_seed), set()
         for g in sorted(by_grade):
             keep |= set(rs.sample(by_grade[g], max(1, round(len(by_grade[g]) * a.train_frac))))
