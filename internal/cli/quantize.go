@@ -70,10 +70,14 @@ generation speed and logit agreement of the original and the quantized model.
 
 IN may also be a grader checkpoint file (internal/grader/weights/grader.ckpt, best.ckpt):
 OUT then holds the grader's quantized weights (output channel first, so int8 scales are per
-output channel) and is loaded, dequantized to float32, by diagnose, eval, serve and train
---init-from. For a grader --keep takes "heads" (its two output heads, density and grade_out:
-the default; "lm_head" means the same), "none", or variable-name prefixes and patterns
-(/model/conv0/*); embeddings and vision do not apply. config.json records the source
+output channel, and no block of nf4, q8_0 or q4_0 spans two channels) and is loaded,
+dequantized to float32, by diagnose, eval, serve and train --init-from. For a grader --keep
+takes "heads" (its two output heads, density and grade_out; "lm_head" means the same),
+"stem" (the pretrained layers that training kept frozen, MobileNetV2's Conv1..block_2 in the
+built-in grader), "none", or variable-name prefixes and patterns (/model/conv0/*);
+embeddings and vision do not apply. The default is heads,stem: quantizing the frozen stem
+is where all of int8's accuracy cost on the built-in grader comes from, and at 4 bits it
+makes the grader give one grade to every photo. config.json records the source
 weights' version (source_version) and OUT's version (source version + "-" + method, e.g.
 1.2.0+20261127-nf4); the source's metrics are kept as source_metrics only. --eval-data
 scores both models (accuracy, macro F1, quadratic kappa) on --eval-split and stores the
@@ -91,7 +95,7 @@ diagnose then report; the bench measures photos per second.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Method, "method", "nf4", "quantization method: int8, nf4, q8_0 or q4_0")
-	f.StringSliceVar(&opts.Keep, "keep", quant.DefaultKeep, "tensors kept in full precision: embeddings, norms, lm_head, vision, none, or name prefixes/patterns (grader: heads, none, or name prefixes/patterns; default heads)")
+	f.StringSliceVar(&opts.Keep, "keep", quant.DefaultKeep, "tensors kept in full precision: embeddings, norms, lm_head, vision, none, or name prefixes/patterns (grader: heads, stem, none, or name prefixes/patterns; default heads,stem)")
 	f.BoolVar(&opts.NoDoubleQuant, "no-double-quant", false, "nf4: keep block scales in float32")
 	f.StringVar(&opts.Report, "report", "", "also write the report as JSON to this file")
 	f.BoolVar(&opts.Bench, "bench", true, "load both models and measure load time, memory, speed and logit agreement")

@@ -51,8 +51,8 @@ func TestQuantizedGraderCommands(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("quantize: exit %d\n%s\n%s", code, stdout, errOut)
 	}
-	if !strings.Contains(stdout, "kept: heads") {
-		t.Errorf("the grader's keep list is not reported as heads:\n%s", stdout)
+	if !strings.Contains(stdout, "kept: heads,stem") {
+		t.Errorf("the grader's keep list is not reported as heads,stem:\n%s", stdout)
 	}
 	rep := readQuantizeReport(t, reportPath)
 	if rep.Grader == nil || rep.Grader.Quantized.Eval == nil || rep.Grader.Quantized.Eval.N != 4 {

@@ -250,6 +250,27 @@ func seedMobileNetV2(ctx *context.Context, mc ModelConfig) error {
 
 // unitOfLayer maps a Keras layer name to its unit: "Conv1" and "bn_Conv1" to "Conv1",
 // "block_3_expand_BN" to "block_3", "expanded_conv_project" to "expanded_conv".
+// FrozenPretrained reports whether the checkpoint variable name (e.g.
+// "/model/mobilenetv2/block_1_project/kernel") is a weight of a pretrained unit that the
+// configuration keeps fixed (FreezeUpto): the layers trained by nobody but the backbone's
+// authors. False for every other name and for a configuration without frozen units.
+func (mc ModelConfig) FrozenPretrained(name string) bool {
+	if mc.Backbone != BackboneMobileNetV2 {
+		return false
+	}
+	frozen, err := mobileNetV2Frozen(mc.FreezeUpto)
+	if err != nil || frozen == 0 {
+		return false
+	}
+	rest, ok := strings.CutPrefix(name, "/"+modelScope+"/"+BackboneMobileNetV2+"/")
+	if !ok {
+		return false
+	}
+	layer, _, _ := strings.Cut(rest, "/")
+	unit := slices.Index(mobileNetV2Units(), unitOfLayer(layer))
+	return unit >= 0 && unit < frozen
+}
+
 func unitOfLayer(layer string) string {
 	if layer == "bn_Conv1" {
 		return mobileNetV2Stem

@@ -114,3 +114,29 @@ func TestMobileNetV2ConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestFrozenPretrained: the variables of the units FreezeUpto names, and only those.
+func TestFrozenPretrained(t *testing.T) {
+	frozen2 := ModelConfig{Backbone: BackboneMobileNetV2, FreezeUpto: "block_2"}
+	tests := []struct {
+		mc   ModelConfig
+		name string
+		want bool
+	}{
+		{frozen2, "/model/mobilenetv2/Conv1/kernel", true},
+		{frozen2, "/model/mobilenetv2/bn_Conv1/gamma", true},
+		{frozen2, "/model/mobilenetv2/expanded_conv_depthwise/depthwise_kernel", true},
+		{frozen2, "/model/mobilenetv2/block_2_project/kernel", true},
+		{frozen2, "/model/mobilenetv2/block_3_expand/kernel", false},
+		{frozen2, "/model/conv0/weights", false},
+		{frozen2, "/model/density/weights", false},
+		{ModelConfig{Backbone: BackboneMobileNetV2, FreezeUpto: "Conv1"}, "/model/mobilenetv2/expanded_conv_project/kernel", false},
+		{ModelConfig{Backbone: BackboneMobileNetV2}, "/model/mobilenetv2/Conv1/kernel", false},
+		{DefaultModelConfig(), "/model/mobilenetv2/Conv1/kernel", false},
+	}
+	for _, tc := range tests {
+		if got := tc.mc.FrozenPretrained(tc.name); got != tc.want {
+			t.Errorf("freeze_upto %q: FrozenPretrained(%s) = %v, want %v", tc.mc.FreezeUpto, tc.name, got, tc.want)
+		}
+	}
+}

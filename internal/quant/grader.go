@@ -54,12 +54,83 @@ type GraderInfo struct {
 	SourceMetrics map[string]float64 // the float32 source's metrics (not this model's)
 }
 
-// graderLayoutKey marks, in the weights' __metadata__, that quantized grader weights are
-// stored transposed: GoMLX keeps the output channel last ([in, out], [kh, kw, cin, cout]),
-// so they are quantized as [out, rest] to make int8's scales per output channel.
+// graderLayoutKey marks, in the weights' __metadata__, how quantized grader weights are
+// stored: transposed, because GoMLX keeps the output channel last ([in, out], [kh, kw,
+// cin, cout]), so they are quantized as [out, rest] to make int8's scales per output channel.
 const graderLayoutKey = "acdtcm_layout"
 
-const graderLayout = "output_channel_first"
+// graderLayoutFlat is the first layout: [out, rest] quantized as one flat run of values, so
+// the blocks of nf4, q8_0 and q4_0 cross output channels wherever rest is not a multiple of
+// the block size (a depthwise kernel's 9 values per channel share a block with 2-6 other
+// channels). Still read; no longer written.
+const graderLayoutFlat = "output_channel_first"
+
+// graderLayoutRows is the layout written now: [out, rest] with every row zero-padded to a
+// whole number of blocks, so that no block (and no block scale) spans two output channels.
+// MobileNetV2's depthwise kernels differ in magnitude by orders of magnitude between
+// channels; sharing a 4-bit block scale across them changed 62% of the grades.
+const graderLayoutRows = "output_channel_first_row_blocks"
+
+// quantRows is the [rows, cols] shape a grader weight of channel dims cd is quantized as:
+// one row per output channel, cols padded to whole blocks when rowBlocks is set.
+func quantRows(m Method, cd []int, rowBlocks bool) (rows, rest, cols int) {
+	rows = cd[len(cd)-1]
+	rest = numElements(cd) / rows
+	cols = rest
+	if bs := m.BlockSize(); rowBlocks && bs > 0 {
+		cols = (rest + bs - 1) / bs * bs
+	}
+	return rows, rest, cols
+}
+
+// quantizeGraderWeight quantizes the grader variable vals of shape dims (output channel
+// last) in graderLayoutRows: it returns the quantized tensor, the values in the order it
+// stores them ([out, rest]) and their dequantized approximation in the same order.
+func quantizeGraderWeight(m Method, vals []float32, dims []int, opts Options) (q *Tensor, stored, approx []float32, err error) {
+	cd := channelDims(dims)
+	stored = outFirst(vals, cd)
+	rows, rest, cols := quantRows(m, cd, true)
+	if q, err = Quantize(m, padRows(stored, rows, rest, cols), []int{rows, cols}, opts); err != nil {
+		return nil, nil, nil, err
+	}
+	return q, stored, unpadRows(q.Dequantize(), rows, rest, cols), nil
+}
+
+// dequantizeGraderWeight reads the quantized grader variable name of shape dims (output
+// channel last) stored in the given layout and returns its float32 values in variable order.
+func dequantizeGraderWeight(m Method, doubleQuant bool, layout, name string, dims []int, get Lookup) ([]float32, error) {
+	cd := channelDims(dims)
+	rows, rest, cols := quantRows(m, cd, layout == graderLayoutRows)
+	q, err := Decode(m, name, []int{rows, cols}, doubleQuant, get)
+	if err != nil {
+		return nil, err
+	}
+	return outLast(unpadRows(q.Dequantize(), rows, rest, cols), cd), nil
+}
+
+// padRows copies rows of length rest into rows of length cols (cols >= rest), zero-filled.
+func padRows(v []float32, rows, rest, cols int) []float32 {
+	if cols == rest {
+		return v
+	}
+	out := make([]float32, rows*cols)
+	for r := 0; r < rows; r++ {
+		copy(out[r*cols:r*cols+rest], v[r*rest:(r+1)*rest])
+	}
+	return out
+}
+
+// unpadRows reverses padRows.
+func unpadRows(v []float32, rows, rest, cols int) []float32 {
+	if cols == rest {
+		return v
+	}
+	out := make([]float32, rows*rest)
+	for r := 0; r < rows; r++ {
+		copy(out[r*rest:(r+1)*rest], v[r*cols:r*cols+rest])
+	}
+	return out
+}
 
 // graderShapesKey is the __metadata__ key holding, as JSON, the variable shape of every
 // quantized grader weight.
@@ -117,16 +188,23 @@ func outLast(t []float32, dims []int) []float32 {
 	return v
 }
 
-// KeepHeads is the grader's keep category: its two output heads, density (the lesion
-// heatmap) and grade_out (the grade logits). For a grader "lm_head" means the same.
+// KeepHeads is a grader keep category: its two output heads, density (the lesion heatmap)
+// and grade_out (the grade logits). For a grader "lm_head" means the same.
 const KeepHeads = "heads"
 
-// DefaultGraderKeep is what stays float32 in a grader unless told otherwise (rank-1
-// tensors always do).
-var DefaultGraderKeep = []string{KeepHeads}
+// KeepStem is a grader keep category: the pretrained backbone units that training kept
+// frozen (ModelConfig.FreezeUpto, e.g. MobileNetV2's Conv1..block_2). Every later layer
+// reads their output, so their error compounds: in the built-in grader they are where all
+// of int8's cost is (2.8% of the valid grades changed with them quantized, 0.4% without),
+// and at 4 bits they alone turn it into a one-grade classifier.
+const KeepStem = "stem"
 
-// graderKeepList maps a keep list to the grader's terms: nil is DefaultGraderKeep,
-// lm_head becomes heads, and the Qwen-only categories are refused.
+// DefaultGraderKeep is what stays float32 in a grader unless told otherwise (rank-1
+// tensors always do): the output heads and the frozen pretrained stem.
+var DefaultGraderKeep = []string{KeepHeads, KeepStem}
+
+// graderKeepList maps a keep list to the grader's terms: nil is DefaultGraderKeep, lm_head
+// becomes heads, and the Qwen-only categories are refused.
 func graderKeepList(keep []string) ([]string, error) {
 	if keep == nil {
 		return DefaultGraderKeep, nil
@@ -137,7 +215,7 @@ func graderKeepList(keep []string) ([]string, error) {
 		case KeepLMHead:
 			k = KeepHeads
 		case KeepEmbeddings, KeepVision:
-			return nil, fmt.Errorf("keep entry %q applies to Qwen2.5-VL checkpoints, the grader has none: use %s (its output heads), none, or /model/... name prefixes and patterns", k, KeepHeads)
+			return nil, fmt.Errorf("keep entry %q applies to Qwen2.5-VL checkpoints, the grader has none: use %s (its output heads), %s (its frozen pretrained layers), none, or /model/... name prefixes and patterns", k, KeepHeads, KeepStem)
 		}
 		if !slices.Contains(out, k) {
 			out = append(out, k)
@@ -146,13 +224,17 @@ func graderKeepList(keep []string) ([]string, error) {
 	return out, nil
 }
 
-// graderKeep decides what stays float32 in the grader: rank-1 tensors, with heads the two
-// output heads (density and grade_out), and name prefixes and patterns as for Qwen.
-func graderKeep(rule KeepRule, name string, rank int) bool {
+// graderKeep decides what stays float32 in the grader of configuration mc: rank-1 tensors,
+// with heads the two output heads (density and grade_out), with stem the frozen
+// pretrained units, and name prefixes and patterns as for Qwen.
+func graderKeep(rule KeepRule, mc grader.ModelConfig, name string, rank int) bool {
 	if rank < 2 {
 		return true
 	}
 	if slices.Contains(rule.entries, KeepHeads) && (strings.Contains(name, "/density/") || strings.Contains(name, "/grade_out/")) {
+		return true
+	}
+	if slices.Contains(rule.entries, KeepStem) && mc.FrozenPretrained(name) {
 		return true
 	}
 	return rule.Keep(name, rank)
@@ -163,7 +245,7 @@ func graderKeep(rule KeepRule, name string, rank int) bool {
 // grader's configuration, the version of the source weights and of the quantized ones,
 // the source's metrics as source_metrics (the quantized model's own metrics are added by
 // SetGraderMetrics once measured) and quantization_config. o.Keep is in the grader's terms
-// (see KeepHeads; nil means DefaultGraderKeep).
+// (see KeepHeads and KeepStem; nil means DefaultGraderKeep).
 func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, error) {
 	var ck *grader.Checkpoint
 	var err error
@@ -205,7 +287,7 @@ func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, erro
 		dims := t.Shape().Dimensions
 		tr := TensorReport{Name: e.Name, Shape: dims, BytesBefore: int64(4 * len(vals))}
 		before += tr.BytesBefore
-		if graderKeep(rule, e.Name, len(dims)) {
+		if graderKeep(rule, ck.Header.Model, e.Name, len(dims)) {
 			outT = append(outT, safetensors.F32Tensor(e.Name, dims, vals))
 			tr.Stored, tr.BytesAfter = "kept (F32)", tr.BytesBefore
 			rep.KeptCount++
@@ -215,14 +297,10 @@ func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, erro
 			rep.Tensors = append(rep.Tensors, tr)
 			continue
 		}
-		cd := channelDims(dims)
-		tv := outFirst(vals, cd)
-		tshape := []int{cd[len(cd)-1], len(vals) / cd[len(cd)-1]}
-		q, err := Quantize(o.Method, tv, tshape, o.Options)
+		q, tv, approx, err := quantizeGraderWeight(o.Method, vals, dims, o.Options)
 		if err != nil {
 			return nil, fmt.Errorf("grader tensor %s: %w", e.Name, err)
 		}
-		approx := q.Dequantize()
 		m := Measure(tv, approx)
 		for i, x := range tv {
 			d := float64(x) - float64(approx[i])
@@ -257,7 +335,7 @@ func ConvertGrader(ckptPath, out string, o ConvertOptions) (*ConvertReport, erro
 	}
 	weights := filepath.Join(out, WeightsFile)
 	shapesJSON, _ := json.Marshal(shapes)
-	md := map[string]string{MetadataKey: cfg.MetadataValue(), graderLayoutKey: graderLayout, graderShapesKey: string(shapesJSON)}
+	md := map[string]string{MetadataKey: cfg.MetadataValue(), graderLayoutKey: graderLayoutRows, graderShapesKey: string(shapesJSON)}
 	if err := safetensors.WriteFile(weights, outT, md); err != nil {
 		return nil, fmt.Errorf("write %s: %w", weights, err)
 	}
@@ -367,8 +445,9 @@ func dequantizeGraderDoc(dir string, doc *graderDoc) (*grader.Checkpoint, error)
 	if err := doc.Quant.CheckMetadata(wpath, f.Metadata); err != nil {
 		return nil, err
 	}
-	if f.Metadata[graderLayoutKey] != graderLayout {
-		return nil, fmt.Errorf("%s: missing %s=%s metadata: not a quantized grader", wpath, graderLayoutKey, graderLayout)
+	layout := f.Metadata[graderLayoutKey]
+	if layout != graderLayoutRows && layout != graderLayoutFlat {
+		return nil, fmt.Errorf("%s: %s metadata is %q, want %s or %s: not a quantized grader", wpath, graderLayoutKey, layout, graderLayoutRows, graderLayoutFlat)
 	}
 	var shapes map[string][]int
 	if err := json.Unmarshal([]byte(f.Metadata[graderShapesKey]), &shapes); err != nil {
@@ -405,13 +484,9 @@ func dequantizeGraderDoc(dir string, doc *graderDoc) (*grader.Checkpoint, error)
 				return nil, fmt.Errorf("%s: no valid shape for quantized tensor %s in the %s metadata", wpath, name, graderShapesKey)
 			}
 			dims = shape
-			cd := channelDims(dims)
-			tshape := []int{cd[len(cd)-1], numElements(cd) / cd[len(cd)-1]}
-			q, err := Decode(doc.Quant.Method, name, tshape, doc.Quant.DoubleQuant, lookup)
-			if err != nil {
+			if vals, err = dequantizeGraderWeight(doc.Quant.Method, doc.Quant.DoubleQuant, layout, name, dims, lookup); err != nil {
 				return nil, fmt.Errorf("%s: %w", wpath, err)
 			}
-			vals = outLast(q.Dequantize(), cd)
 		}
 		i := strings.LastIndex(name, "/")
 		if i <= 0 {

@@ -2,6 +2,7 @@ package quant
 
 import (
 	"encoding/json"
+	"image"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/acdtcm/acdtcm/internal/grader"
 	"github.com/acdtcm/acdtcm/internal/grader/weights"
+	"github.com/acdtcm/acdtcm/internal/imageio"
 	"github.com/acdtcm/acdtcm/internal/mlbackend"
+	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
 // randomGrader writes a randomly initialised grader checkpoint (with patch stem) to path.
@@ -56,10 +59,11 @@ func writeInitialGrader(t *testing.T, path string, mc grader.ModelConfig) {
 	}
 }
 
-// TestGraderMobileNetV2 quantizes a grader with the pretrained MobileNetV2 backbone: every
-// convolution kernel (1x1 [1,1,in,out], depthwise [3,3,C,1], the stem's 3x3) is quantized,
-// BatchNorm vectors stay float32, and the reloaded model (native engine, BatchNorm folded
-// into the dequantized kernels) grades like the float32 one.
+// TestGraderMobileNetV2 quantizes a grader with the pretrained MobileNetV2 backbone: the
+// convolution kernels (1x1 [1,1,in,out], depthwise [3,3,C,1], the stem's 3x3) are quantized,
+// except, by default, those of the frozen pretrained units (Conv1..block_2), which stay
+// float32 bit for bit; BatchNorm vectors stay float32, and the reloaded model (native
+// engine, BatchNorm folded into the dequantized kernels) grades like the float32 one.
 func TestGraderMobileNetV2(t *testing.T) {
 	root := t.TempDir()
 	src := filepath.Join(root, "grader.ckpt")
@@ -69,32 +73,151 @@ func TestGraderMobileNetV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ck, err := grader.ReadCheckpoint(src)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rows := photoRows(4, 32, 2)
 	want, err := ref.PredictPreprocessed(rows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(root, "int8")
-	rep, err := ConvertGrader(src, out, ConvertOptions{Method: Int8})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name       string
+		keep       []string
+		quantized  int // Conv1, 6 depthwise, 5 expand and 6 project kernels, conv0 and grade_hidden: 20
+		stemKernel bool
+	}{
+		{"default keeps the stem", nil, 20 - 9, false}, // Conv1, expanded_conv's 2, block_1's and block_2's 3 kernels
+		{"heads only", []string{KeepHeads}, 20, true},
 	}
-	// Conv1, 6 depthwise, 5 expand and 6 project kernels, conv0 and grade_hidden.
-	if rep.QuantizedCount != 1+6+5+6+2 {
-		t.Errorf("%d tensors quantized, want 20", rep.QuantizedCount)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(root, strings.ReplaceAll(tc.name, " ", "-"))
+			rep, err := ConvertGrader(src, out, ConvertOptions{Method: Int8, Keep: tc.keep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.QuantizedCount != tc.quantized {
+				t.Errorf("%d tensors quantized, want %d", rep.QuantizedCount, tc.quantized)
+			}
+			for _, tr := range rep.Tensors {
+				frozen := mc.FrozenPretrained(tr.Name)
+				if quantized := tr.Stored == string(Int8); len(tr.Shape) >= 2 && frozen && quantized != tc.stemKernel {
+					t.Errorf("frozen %s stored as %s", tr.Name, tr.Stored)
+				}
+			}
+			q, err := LoadGrader(out, "go")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kernel := "/model/mobilenetv2/block_1_depthwise/depthwise_kernel"
+			orig, _ := ck.Tensor(kernel)
+			reloaded, err := DequantizeGrader(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, _ := reloaded.Tensor(kernel)
+			a, _ := tensors.CopyFlatData[float32](orig)
+			b, _ := tensors.CopyFlatData[float32](back)
+			if same := slices.Equal(a, b); same == tc.stemKernel {
+				t.Errorf("%s reloaded bit-identical = %v, want %v", kernel, same, !tc.stemKernel)
+			}
+			got, err := q.PredictPreprocessed(rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			maxDiff := maxProbabilityDiff(want, got)
+			t.Logf("int8: weights rel RMS %.4f, max |Δp| %.4f", rep.OverallRelRMS, maxDiff)
+			if maxDiff > 0.02 || maxDiff == 0 {
+				t.Errorf("grade probabilities differ by %g after int8 (bound 0.02; 0 would mean nothing was quantized)", maxDiff)
+			}
+		})
 	}
-	q, err := LoadGrader(out, "go")
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestGraderRowBlocks: no block of a block method spans two output channels. A depthwise
+// kernel whose 16 channels differ in magnitude by up to 30x keeps every channel's
+// relative error at the method's own level (sharing one scale with a large channel would
+// round a small channel to zeros), the flat layout of older files is still read, and it is
+// that layout that loses the small channels.
+func TestGraderRowBlocks(t *testing.T) {
+	dims := []int{3, 3, 16, 1}
+	rng := rand.New(rand.NewPCG(3, 4))
+	vals := make([]float32, numElements(dims))
+	for i := range vals {
+		// Channel c (the last non-unit axis) has magnitude 30^(-(c%4)/3): 1 down to 1/30, as
+		// in MobileNetV2's expanded_conv_depthwise.
+		c := i % 16
+		vals[i] = float32(rng.NormFloat64() * math.Pow(30, -float64(c%4)/3))
 	}
-	got, err := q.PredictPreprocessed(rows)
-	if err != nil {
-		t.Fatal(err)
+	channelErr := func(stored, approx []float32) (worst float64) {
+		for c := 0; c < 16; c++ { // stored is [16, 9]
+			var sig, noise float64
+			for j := 0; j < 9; j++ {
+				x, d := float64(stored[c*9+j]), float64(stored[c*9+j]-approx[c*9+j])
+				sig, noise = sig+x*x, noise+d*d
+			}
+			worst = math.Max(worst, math.Sqrt(noise/sig))
+		}
+		return worst
 	}
-	maxDiff := maxProbabilityDiff(want, got)
-	t.Logf("int8: weights rel RMS %.4f, max |Δp| %.4f", rep.OverallRelRMS, maxDiff)
-	if maxDiff > 0.02 || maxDiff == 0 {
-		t.Errorf("grade probabilities differ by %g after int8 (bound 0.02; 0 would mean nothing was quantized)", maxDiff)
+	tests := []struct {
+		m         Method
+		rowsBound float64 // worst per-channel relative RMS error with row blocks
+		flatWorse bool    // whether the flat layout loses small channels
+	}{
+		{Int8, 0.01, false}, // one scale per row in either layout
+		{Q8_0, 0.01, true},
+		{NF4, 0.15, true},
+		{Q4_0, 0.2, true},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.m), func(t *testing.T) {
+			// NF4's double quantization stores the block scales to 8 bits around their mean,
+			// which adds its own error to the smallest channels' scales: left out here, to
+			// measure the block layout alone.
+			opts := Options{NoDoubleQuant: true}
+			q, stored, approx, err := quantizeGraderWeight(tc.m, vals, dims, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rowsErr := channelErr(stored, approx)
+			if rowsErr > tc.rowsBound {
+				t.Errorf("row blocks: worst channel rel RMS %.4f > %g", rowsErr, tc.rowsBound)
+			}
+			// Both layouts read back through the file encoding.
+			flat, err := Quantize(tc.m, stored, []int{16, 9}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, layout := range []struct {
+				name string
+				q    *Tensor
+				want []float32
+			}{{graderLayoutRows, q, outLast(approx, []int{3, 3, 16})}, {graderLayoutFlat, flat, outLast(flat.Dequantize(), []int{3, 3, 16})}} {
+				enc := map[string]safetensors.Tensor{}
+				for _, st := range layout.q.Encode("w") {
+					enc[st.Name] = st
+				}
+				lookup := func(name string) (safetensors.TensorInfo, []byte, bool) {
+					st, ok := enc[name]
+					return safetensors.TensorInfo{DType: st.DType, Shape: st.Shape}, st.Data, ok
+				}
+				got, err := dequantizeGraderWeight(tc.m, false, layout.name, "w", dims, lookup)
+				if err != nil {
+					t.Fatalf("%s: %v", layout.name, err)
+				}
+				if !slices.Equal(got, layout.want) {
+					t.Errorf("%s: read back values differ from the quantized ones", layout.name)
+				}
+			}
+			flatErr := channelErr(stored, flat.Dequantize())
+			t.Logf("%s: worst channel rel RMS %.4f with row blocks, %.4f flat", tc.m, rowsErr, flatErr)
+			if tc.flatWorse && flatErr < 2*rowsErr {
+				t.Errorf("flat layout's worst channel error %.4f is not clearly above the row layout's %.4f: the test does not exercise shared blocks", flatErr, rowsErr)
+			}
+		})
 	}
 }
 
@@ -159,8 +282,8 @@ func TestGraderRoundTrip(t *testing.T) {
 		if !IsGraderDir(out) {
 			t.Fatalf("%s: not recognised as a grader directory", m)
 		}
-		if qc, err := ReadConfig(out); err != nil || len(qc.Keep) != 1 || qc.Keep[0] != KeepHeads || len(qc.ModulesNotConverted) != 2 {
-			t.Errorf("%s: recorded keep %+v (want [heads] and the 2 head weights), %v", m, qc, err)
+		if qc, err := ReadConfig(out); err != nil || !slices.Equal(qc.Keep, DefaultGraderKeep) || len(qc.ModulesNotConverted) != 2 {
+			t.Errorf("%s: recorded keep %+v (want %v and the 2 head weights: no frozen stem here), %v", m, qc, DefaultGraderKeep, err)
 		}
 		q, err := LoadGrader(out, "go")
 		if err != nil {
@@ -198,7 +321,8 @@ func TestGraderKeepList(t *testing.T) {
 		want    []string
 		wantErr string
 	}{
-		{nil, []string{KeepHeads}, ""},
+		{nil, []string{KeepHeads, KeepStem}, ""},
+		{[]string{KeepStem}, []string{KeepStem}, ""},
 		{[]string{KeepLMHead}, []string{KeepHeads}, ""},
 		{[]string{KeepHeads, KeepLMHead, "/model/conv0/*"}, []string{KeepHeads, "/model/conv0/*"}, ""},
 		{[]string{KeepNone}, []string{KeepNone}, ""},
@@ -217,14 +341,34 @@ func TestGraderKeepList(t *testing.T) {
 			t.Errorf("%v: %v, %v; want %v", tc.keep, got, err, tc.want)
 		}
 	}
-	rule, err := NewKeepRule([]string{KeepHeads})
-	if err != nil {
-		t.Fatal(err)
+	mc := grader.ModelConfig{Backbone: grader.BackboneMobileNetV2, FreezeUpto: "block_2"}
+	rules := []struct {
+		keep []string
+		name string
+		want bool
+	}{
+		{[]string{KeepHeads}, "/model/density/weights", true},
+		{[]string{KeepHeads}, "/model/grade_out/weights", true},
+		{[]string{KeepHeads}, "/model/conv0/weights", false},
+		{[]string{KeepHeads}, "/model/mobilenetv2/Conv1/kernel", false},
+		{[]string{KeepStem}, "/model/mobilenetv2/Conv1/kernel", true},
+		{[]string{KeepStem}, "/model/mobilenetv2/expanded_conv_project/kernel", true},
+		{[]string{KeepStem}, "/model/mobilenetv2/block_2_depthwise/depthwise_kernel", true},
+		{[]string{KeepStem}, "/model/mobilenetv2/block_3_expand/kernel", false}, // fine-tuned
+		{[]string{KeepStem}, "/model/density/weights", false},
 	}
-	for name, want := range map[string]bool{"/model/density/weights": true, "/model/grade_out/weights": true, "/model/conv0/weights": false} {
-		if got := graderKeep(rule, name, 2); got != want {
-			t.Errorf("heads: keep %s = %v, want %v", name, got, want)
+	for _, tc := range rules {
+		rule, err := NewKeepRule(tc.keep)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if got := graderKeep(rule, mc, tc.name, 2); got != tc.want {
+			t.Errorf("%v: keep %s = %v, want %v", tc.keep, tc.name, got, tc.want)
+		}
+	}
+	stem, _ := NewKeepRule([]string{KeepStem})
+	if graderKeep(stem, grader.ModelConfig{Backbone: grader.BackboneMobileNetV2}, "/model/mobilenetv2/Conv1/kernel", 4) {
+		t.Error("stem kept a backbone weight of a model that fine-tunes every unit")
 	}
 }
 
@@ -327,6 +471,58 @@ func TestChannelDims(t *testing.T) {
 	} {
 		if got := channelDims(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("channelDims(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestBuiltinGrader4Bit quantizes the shipped grader to 4 bits with the default keep list
+// (heads and the frozen stem in float32) and grades the four sample photos (one per
+// Hayashi grade) as the float32 grader does. With the stem quantized too, the 4-bit grader
+// gave every ACNE04 valid photo one of two grades (BENCHMARKS.md, "Quantization").
+func TestBuiltinGrader4Bit(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "grader.ckpt")
+	if err := os.WriteFile(src, weights.Grader, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := grader.LoadWithBackend(src, "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []image.Image
+	for _, name := range []string{"acne04-levle0_103.jpg", "acne04-levle1_106.jpg", "acne04-levle2_102.jpg", "acne04-levle3_100.jpg"} {
+		img, _, err := imageio.DecodeFile(filepath.Join("..", "..", "testdata", "samples", name), imageio.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, img)
+	}
+	want, err := ref.Predict(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Method{NF4, Q4_0} {
+		out := filepath.Join(root, string(m))
+		if _, err := ConvertGrader(src, out, ConvertOptions{Method: m}); err != nil {
+			t.Fatal(err)
+		}
+		q, err := LoadGrader(out, "go")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := q.Predict(images)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if got[i].Grade != want[i].Grade {
+				t.Errorf("%s: sample %d graded %d, float32 %d", m, i, got[i].Grade, want[i].Grade)
+			}
+		}
+		d := maxProbabilityDiff(want, got)
+		t.Logf("%s: max |Δp| %.4f on the 4 samples", m, d)
+		if d > 0.25 || d == 0 {
+			t.Errorf("%s: grade probabilities differ by %g (bound 0.25; 0 would mean nothing was quantized)", m, d)
 		}
 	}
 }
