@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/olekukonko/tablewriter"
@@ -63,8 +64,27 @@ func runQuantizeGrader(app *App, opts *quantizeOptions, m quant.Method, in, out 
 		if err := printGraderBench(app.Out, rep.Grader); err != nil {
 			return err
 		}
+		warnGraderAgreement(app.Err, out, rep.Grader)
 	}
 	return writeQuantizeReport(opts.Report, rep)
+}
+
+// minGraderAgreement is the share of grades a quantized grader must keep below which
+// quantize warns: the built-in grader keeps 96.8-99.6% with the default keep list, and
+// 38% when its frozen stem is quantized to 4 bits.
+const minGraderAgreement = 0.9
+
+// warnGraderAgreement tells the user when the quantized grader out changes too many grades.
+func warnGraderAgreement(w io.Writer, out string, b *graderBench) {
+	if b.GradeAgreement >= minGraderAgreement {
+		return
+	}
+	on := "64 random images"
+	if b.EvalData != "" {
+		on = fmt.Sprintf("the %s split of %s", b.EvalSplit, b.EvalData)
+	}
+	fmt.Fprintf(w, "warning: %s gives a different grade than the float32 grader for %.1f%% of %s; keep more of it in full precision (--keep %s, the default) or use an 8-bit method\n",
+		out, 100*(1-b.GradeAgreement), on, strings.Join(quant.DefaultGraderKeep, ","))
 }
 
 func benchGrader(opts *quantizeOptions, in, out string) (*graderBench, error) {

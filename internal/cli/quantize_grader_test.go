@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -129,6 +130,35 @@ func TestQuantizedGraderCommands(t *testing.T) {
 			t.Errorf("/api/v1/models: %+v, want int8, version %s and the measured metrics", m, wantVersion)
 		}
 	})
+}
+
+// TestQuantizeGraderAgreementWarning: quantize warns when the quantized grader changes many
+// grades (the shipped grader at nf4 with its frozen stem quantized, on the four sample
+// photos) and stays quiet with the default keep list.
+func TestQuantizeGraderAgreementWarning(t *testing.T) {
+	dir := t.TempDir()
+	manifest, _ := samplesManifest(t, dir)
+	tests := []struct {
+		name string
+		keep []string
+		warn bool
+	}{
+		{"default keep list", nil, false},
+		{"stem quantized", []string{"--keep", "heads"}, true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"quantize", "--method", "nf4", "--eval-data", manifest, "--eval-split", "valid"}, tc.keep...)
+			args = append(args, filepath.Join("..", "grader", "weights", "grader.ckpt"), filepath.Join(dir, fmt.Sprint("q", i)))
+			code, stdout, errOut := runCLI(t, "", args...)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, stdout, errOut)
+			}
+			if got := strings.Contains(errOut, "warning:") && strings.Contains(errOut, "--keep heads,stem"); got != tc.warn {
+				t.Errorf("warning shown = %v, want %v; stderr:\n%s", got, tc.warn, errOut)
+			}
+		})
+	}
 }
 
 // TestModelFlagHelpNamesQuantized: --model of diagnose, eval and serve says that quantized
