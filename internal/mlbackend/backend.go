@@ -13,7 +13,8 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// DefaultSpec is the backend used when none is given: pure Go with sequential op scheduling.
+// DefaultSpec is the backend used when none is given: pure Go (simplego with unbounded
+// workers and parallel op scheduling, NormalizeGoConfig).
 const DefaultSpec = "go"
 
 // FlagName is the name of the flag added by AddFlag; its config key is "<command path>.backend",
@@ -53,13 +54,19 @@ func AddFlag(fs *pflag.FlagSet, p *string) {
 var simplegoOptions = []string{"parallelism", "dotgeneral_small", "dotgeneral_large", "dotgeneral_check",
 	"ops_sequential", "ops_parallel"}
 
-// NormalizeGoConfig validates a simplego option list ("a,b=c") and makes it safe: unless the
-// caller chose ops_parallel or ops_sequential, ops_sequential is added, because simplego's
-// default parallel op scheduling deadlocks on small machines (a large matmul waits for a worker
-// slot from inside a worker).
+// NormalizeGoConfig validates a simplego option list ("a,b=c") and makes it safe and fast.
+// With no option it gives "parallelism=-1,ops_parallel": unbounded workers, so that
+// independent ops of a graph (a backward pass's weight and input gradients) run on every core
+// at once. simplego's default (parallel ops on a pool bounded to the core count) deadlocks on
+// small machines, because a large matmul waits for a worker slot from inside a worker; an
+// unbounded pool never waits. So parallelism is -1 unless given, and when no ops mode is
+// named, ops_parallel is added if the parallelism is -1 and ops_sequential otherwise (an
+// explicit ops_parallel with a bounded parallelism is taken as asked). Every simplego kernel computes the same values whichever
+// goroutine runs which part (a matmul's contracting axis is never split across workers), so
+// the options change speed, not results.
 func NormalizeGoConfig(config string) (string, error) {
 	var parts []string
-	hasOpsMode := false
+	hasOpsMode, parallelism := false, ""
 	for _, part := range strings.Split(config, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -75,6 +82,7 @@ func NormalizeGoConfig(config string) (string, error) {
 			if _, err := fmt.Sscanf(value, "%d", &n); !hasValue || err != nil || fmt.Sprint(n) != value {
 				return "", fmt.Errorf("backend go: parallelism needs an integer (-1 unlimited, 0 off), got %q", value)
 			}
+			parallelism = value
 		} else if hasValue {
 			return "", fmt.Errorf("backend go: option %q takes no value", key)
 		}
@@ -83,8 +91,16 @@ func NormalizeGoConfig(config string) (string, error) {
 		}
 		parts = append(parts, part)
 	}
+	if parallelism == "" {
+		parallelism = "-1"
+		parts = append([]string{"parallelism=-1"}, parts...)
+	}
 	if !hasOpsMode {
-		parts = append(parts, "ops_sequential")
+		if parallelism == "-1" {
+			parts = append(parts, "ops_parallel")
+		} else {
+			parts = append(parts, "ops_sequential")
+		}
 	}
 	return strings.Join(parts, ","), nil
 }
@@ -116,8 +132,9 @@ func newGo(config string) (backends.Backend, error) {
 
 // New creates the backend named by spec and registers this package's gradient rules.
 //
-//	"go"                    pure Go (simplego), ops scheduled sequentially (safe default)
-//	"go:parallelism=N,..."  simplego options; ops_sequential is added unless ops_parallel is given
+//	"go"                    pure Go (simplego): parallelism=-1,ops_parallel (NormalizeGoConfig)
+//	"go:parallelism=N,..."  simplego options; without an ops mode, ops_parallel is added when
+//	                        the parallelism is unbounded and ops_sequential otherwise
 //	xla, xla:cuda, xla:cpu  XLA/PJRT plugin by name, found in PJRT_PLUGIN_LIBRARY_PATH or the
 //	                        standard directories; never downloaded
 //	xla:/abs/path/x.so      XLA/PJRT plugin by absolute path

@@ -12,10 +12,13 @@ func TestNormalizeGoConfig(t *testing.T) {
 		in, want string
 		wantErr  string
 	}{
-		{"", "ops_sequential", ""},
-		{"parallelism=-1", "parallelism=-1,ops_sequential", ""},
+		{"", "parallelism=-1,ops_parallel", ""},
+		{"dotgeneral_large", "parallelism=-1,dotgeneral_large,ops_parallel", ""},
+		{"parallelism=-1", "parallelism=-1,ops_parallel", ""},
 		{"parallelism=4, dotgeneral_large", "parallelism=4,dotgeneral_large,ops_sequential", ""},
-		{"ops_parallel", "ops_parallel", ""},
+		{"parallelism=0", "parallelism=0,ops_sequential", ""},
+		{"ops_parallel", "parallelism=-1,ops_parallel", ""},
+		{"ops_sequential", "parallelism=-1,ops_sequential", ""},
 		{"ops_sequential,parallelism=2", "ops_sequential,parallelism=2", ""},
 		{"parallelism=two", "", "needs an integer"},
 		{"parallelism", "", "needs an integer"},

@@ -13,8 +13,9 @@
 //
 // Backends: the default build (CGO_ENABLED=0 -tags noxla) has only "go" (simplego); a build with
 // cgo and without the noxla tag (make build-xla) adds "xla", which never downloads plugins.
-// The "go" spec always schedules ops sequentially unless "ops_parallel" is given: simplego's
-// default parallel scheduling deadlocks on 2 cores. Matmuls still use several cores.
+// The "go" spec is simplego with unbounded workers and parallel op scheduling
+// (NormalizeGoConfig): simplego's own default bounds the worker pool, which deadlocks on 2
+// cores when ops run in parallel.
 //
 // Gradients: RegisterGradients (idempotent) replaces or adds VJP rules in graph.VJPRegistration:
 // Dot and DotGeneral (two matmuls instead of a broadcast M*N*K product), Slice (zero-filling by
