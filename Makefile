@@ -22,7 +22,7 @@ demo: build
 # one run of 20 epochs on the embedded pretrained MobileNetV2 backbone (one cosine cycle) with the
 # ordinal grade loss on the count (--loss-ordinal 1), without the train photos that copy valid
 # photos (--link-copies), 864 train / 96 holdout source groups; the epoch with the best holdout
-# count Spearman (or the average of the last 6 epochs if it beats them) is kept (2 h 21 min on
+# count Spearman (or the average of the last 6 epochs if it beats them) is kept (1 h 40 min on
 # 2 cores for the shipped v1.8.0 weights, this target's output; configs/train-grader.yaml
 # is v1.3.0's from-scratch recipe), ending with the count calibration and the valid score.
 # --resume makes it restartable after a kill (it continues exactly).

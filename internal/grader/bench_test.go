@@ -1,15 +1,24 @@
 package grader
 
 import (
+	"flag"
 	"image"
 	"path/filepath"
 	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/mlbackend"
 )
+
+var benchBackend = flag.String("bench-backend", mlbackend.DefaultSpec, "backend spec of BenchmarkTrainStep (e.g. go:parallelism=2,ops_sequential, the default until 2026-11-29)")
 
 // BenchmarkTrainStep times one training step, batch 16, of v1.3.0's network from scratch
 // ("scratch", DefaultModelConfig) and of the shipped MobileNetV2 configuration ("mobilenetv2":
-// the frozen stem on the native engine, block_3 onwards in GoMLX).
+// the frozen stem on the native engine, block_3 onwards in GoMLX), on -bench-backend.
 func BenchmarkTrainStep(b *testing.B) {
+	backend, err := mlbackend.New(*benchBackend)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		mc   ModelConfig
@@ -21,7 +30,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			samples, px := synthetic(20, tc.mc.InputSize, 3)
 			c := DefaultTrainConfig()
 			c.Model, c.OutDir, c.HoldoutFrac, c.BatchSize = tc.mc, b.TempDir(), 0, 16
-			tr, err := NewTrainer(c, testBackend(b), samples, px)
+			tr, err := NewTrainer(c, backend, samples, px)
 			if err != nil {
 				b.Fatal(err)
 			}
