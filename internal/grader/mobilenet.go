@@ -230,14 +230,13 @@ func seedMobileNetV2(ctx *context.Context, mc ModelConfig) error {
 	if err != nil {
 		return err
 	}
-	units := mobileNetV2Units()
 	for key, t := range weights {
 		layer, param, _ := strings.Cut(key, "/")
 		scope := "/" + modelScope + "/" + BackboneMobileNetV2 + "/" + layer
 		if ctx.GetVariableByScopeAndName(scope, param) != nil {
 			continue
 		}
-		unit := slices.IndexFunc(units, func(u string) bool { return unitOfLayer(layer) == u })
+		unit := unitIndex(layer)
 		value, err := t.Clone() // training updates variables in place; the embedded values stay
 		if err != nil {
 			return fmt.Errorf("copy pretrained %s: %w", key, err)
@@ -248,8 +247,6 @@ func seedMobileNetV2(ctx *context.Context, mc ModelConfig) error {
 	return nil
 }
 
-// unitOfLayer maps a Keras layer name to its unit: "Conv1" and "bn_Conv1" to "Conv1",
-// "block_3_expand_BN" to "block_3", "expanded_conv_project" to "expanded_conv".
 // FrozenPretrained reports whether the checkpoint variable name (e.g.
 // "/model/mobilenetv2/block_1_project/kernel") is a weight of a pretrained unit that the
 // configuration keeps fixed (FreezeUpto): the layers trained by nobody but the backbone's
@@ -267,10 +264,16 @@ func (mc ModelConfig) FrozenPretrained(name string) bool {
 		return false
 	}
 	layer, _, _ := strings.Cut(rest, "/")
-	unit := slices.Index(mobileNetV2Units(), unitOfLayer(layer))
+	unit := unitIndex(layer)
 	return unit >= 0 && unit < frozen
 }
 
+// unitIndex is the position of a Keras layer's unit in mobileNetV2Units, -1 for a layer of
+// no unit.
+func unitIndex(layer string) int { return slices.Index(mobileNetV2Units(), unitOfLayer(layer)) }
+
+// unitOfLayer maps a Keras layer name to its unit: "Conv1" and "bn_Conv1" to "Conv1",
+// "block_3_expand_BN" to "block_3", "expanded_conv_project" to "expanded_conv".
 func unitOfLayer(layer string) string {
 	if layer == "bn_Conv1" {
 		return mobileNetV2Stem

@@ -61,9 +61,9 @@ var simplegoOptions = []string{"parallelism", "dotgeneral_small", "dotgeneral_la
 // small machines, because a large matmul waits for a worker slot from inside a worker; an
 // unbounded pool never waits. So parallelism is -1 unless given, and when no ops mode is
 // named, ops_parallel is added if the parallelism is -1 and ops_sequential otherwise (an
-// explicit ops_parallel with a bounded parallelism is taken as asked). Every simplego kernel computes the same values whichever
-// goroutine runs which part (a matmul's contracting axis is never split across workers), so
-// the options change speed, not results.
+// explicit ops_parallel with a bounded parallelism is taken as asked). Every simplego kernel
+// computes the same values whichever goroutine runs which part (a matmul's contracting axis
+// is never split across workers), so the options change speed and memory, not results.
 func NormalizeGoConfig(config string) (string, error) {
 	var parts []string
 	hasOpsMode, parallelism := false, ""

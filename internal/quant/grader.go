@@ -61,14 +61,14 @@ const graderLayoutKey = "acdtcm_layout"
 
 // graderLayoutFlat is the first layout: [out, rest] quantized as one flat run of values, so
 // the blocks of nf4, q8_0 and q4_0 cross output channels wherever rest is not a multiple of
-// the block size (a depthwise kernel's 9 values per channel share a block with 2-6 other
+// the block size (a depthwise kernel's 9 values per channel share a block with 3 to 8 other
 // channels). Still read; no longer written.
 const graderLayoutFlat = "output_channel_first"
 
 // graderLayoutRows is the layout written now: [out, rest] with every row zero-padded to a
 // whole number of blocks, so that no block (and no block scale) spans two output channels.
-// MobileNetV2's depthwise kernels differ in magnitude by orders of magnitude between
-// channels; sharing a 4-bit block scale across them changed 62% of the grades.
+// MobileNetV2's depthwise channels differ in magnitude by up to 30x; sharing q8_0 block
+// scales across them changed 13.1% of the built-in grader's valid grades, row blocks 2.8%.
 const graderLayoutRows = "output_channel_first_row_blocks"
 
 // quantRows is the [rows, cols] shape a grader weight of channel dims cd is quantized as:
