@@ -12,6 +12,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
@@ -379,4 +380,16 @@ func BenchmarkLoadBF16(b *testing.B) {
 			}
 		})
 	}
+}
+
+// weightTensor is the float32 route to a weight: values rounded to dtype (nearest even),
+// as the loader did before it decoded stored bytes in place; the reference of
+// TestBF16CheckpointLoadsWithoutConversion.
+func weightTensor(values []float32, shape []int, dtype dtypes.DType) (*tensors.Tensor, error) {
+	if dtype == dtypes.Float32 {
+		return tensors.FromFlatDataAndDimensions(values, shape...), nil
+	}
+	t := tensors.FromShape(shapes.Make(dtype, shape...))
+	err := t.MutableBytes(func(b []byte) { safetensors.PutBF16(b, values) })
+	return t, err
 }

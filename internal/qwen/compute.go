@@ -6,10 +6,6 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph-building code reads best unqualified
-	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
-
-	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
 
 // Mixed precision. With ComputeDType bfloat16 the model runs as transformers does with
@@ -73,16 +69,4 @@ func upcast(x *Node) *Node { return ConvertDType(x, accumDType(x.DType())) }
 // inAccum runs fn on x upcast to accumDType and converts its result back to x's dtype.
 func inAccum(x *Node, fn func(*Node) *Node) *Node {
 	return ConvertDType(fn(upcast(x)), x.DType())
-}
-
-// weightTensor builds the variable value of a float checkpoint tensor in dtype: float32, or
-// bfloat16 rounded to nearest even (as torch's .to(torch.bfloat16); exact for bfloat16
-// checkpoints).
-func weightTensor(values []float32, shape []int, dtype dtypes.DType) (*tensors.Tensor, error) {
-	if dtype == dtypes.Float32 {
-		return tensors.FromFlatDataAndDimensions(values, shape...), nil
-	}
-	t := tensors.FromShape(shapes.Make(dtype, shape...))
-	err := t.MutableBytes(func(b []byte) { safetensors.PutBF16(b, values) })
-	return t, err
 }

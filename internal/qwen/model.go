@@ -63,7 +63,7 @@ func LoadWith(dir string, backend backends.Backend, opts LoadOptions) (*Model, e
 	if m.Generation, err = LoadGenerationConfig(dir, cfg); err != nil {
 		return nil, err
 	}
-	if err := LoadWeightsAs(m.Ctx, dir, cfg, dtype); err != nil {
+	if err := loadWeights(m.Ctx, dir, cfg, dtype, backend); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -63,9 +64,9 @@ func checkQuantizedFiles(dir string, qc *quant.Config, ckpt *safetensors.Checkpo
 }
 
 // loadQuantized decodes the quantized weight stored as stored (canonical name spec.Name)
-// and creates its frozen variables; the graph dequantizes it to dtype. It reports false when
-// the weight is not quantized.
-func loadQuantized(ctx *context.Context, ckpt *safetensors.Checkpoint, qc *quant.Config, stored string, spec TensorSpec, dtype dtypes.DType) (bool, error) {
+// and creates its frozen variables, on backend when given; the graph dequantizes it to
+// dtype. It reports false when the weight is not quantized.
+func loadQuantized(ctx *context.Context, ckpt *safetensors.Checkpoint, qc *quant.Config, stored string, spec TensorSpec, dtype dtypes.DType, backend backends.Backend) (bool, error) {
 	if qc == nil {
 		return false, nil
 	}
@@ -98,6 +99,9 @@ func loadQuantized(ctx *context.Context, ckpt *safetensors.Checkpoint, qc *quant
 		if part != quant.PartData {
 			name = short + "_" + part
 			info.Parts = append(info.Parts, part)
+		}
+		if err := toBackend(t, backend); err != nil {
+			return true, fmt.Errorf("checkpoint %s: %s: %w", ckpt.Dir, name, err)
 		}
 		c.VariableWithValue(name, t).SetTrainable(false)
 	}

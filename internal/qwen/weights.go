@@ -2,9 +2,12 @@ package qwen
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
+	"unsafe"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -112,9 +115,11 @@ func scopeAndName(name string) (string, string) {
 }
 
 // LoadWeights reads every expected tensor of cfg from the checkpoint directory into ctx as
-// float32 variables (frozen: not trainable). Tensors are converted one at a time from the
-// memory-mapped file, so the float32 copy in ctx is the only full copy held. Missing
-// tensors, wrong shapes and truncated files are errors naming the tensor and the file.
+// float32 host tensors (frozen variables: not trainable), decoded one at a time from the
+// memory-mapped file. Load and LoadWith place the weights on their backend as they read
+// them instead (loadWeights): a host tensor is copied to the backend at the first graph run,
+// and at 3B that second copy ran a 24 GiB machine out of memory. Missing tensors, wrong
+// shapes and truncated files are errors naming the tensor and the file.
 //
 // A checkpoint written by `acdtcm quantize` (config.json with quantization_config) loads
 // its quantized weights in packed form; param dequantizes them inside the graph.
@@ -125,6 +130,15 @@ func LoadWeights(ctx *context.Context, dir string, cfg *Config) error {
 // LoadWeightsAs is LoadWeights with the float weights held as dtype (float32 or bfloat16,
 // see LoadOptions.ComputeDType); quantized weights stay packed and dequantize to dtype.
 func LoadWeightsAs(ctx *context.Context, dir string, cfg *Config, dtype dtypes.DType) error {
+	return loadWeights(ctx, dir, cfg, dtype, nil)
+}
+
+// loadWeights is LoadWeightsAs placing every weight on backend as it is read (nil: host
+// tensors, moved to a backend at the first graph run). On a backend that shares host memory
+// (simplego) a float weight is decoded straight into the backend's buffer, so the process
+// never holds a second copy of the model, nor leaves one behind for the garbage collector;
+// on an accelerator the host copy of each weight is freed once it is on the device.
+func loadWeights(ctx *context.Context, dir string, cfg *Config, dtype dtypes.DType, backend backends.Backend) error {
 	dtype, err := LoadOptions{ComputeDType: dtype}.computeDType()
 	if err != nil {
 		return err
@@ -150,23 +164,14 @@ func LoadWeightsAs(ctx *context.Context, dir string, cfg *Config, dtype dtypes.D
 		if !ok {
 			return fmt.Errorf("checkpoint %s lacks tensor %s (also looked for its model.language_model./model.visual. spelling)", dir, spec.Name)
 		}
-		if done, err := loadQuantized(ctx, ckpt, qc, stored, spec, dtype); err != nil {
+		if done, err := loadQuantized(ctx, ckpt, qc, stored, spec, dtype, backend); err != nil {
 			return err
 		} else if done {
 			continue
 		}
-		value, err := storedBF16Tensor(ckpt, stored, spec.Shape, dtype)
+		value, err := checkpointWeight(ckpt, stored, spec.Shape, dtype, backend)
 		if err != nil {
 			return err
-		}
-		if value == nil {
-			values, err := ckpt.Float32(stored, spec.Shape)
-			if err != nil {
-				return err
-			}
-			if value, err = weightTensor(values, spec.Shape, dtype); err != nil {
-				return err
-			}
 		}
 		scope, name := scopeAndName(spec.Name)
 		ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, value).SetTrainable(false)
@@ -174,17 +179,17 @@ func LoadWeightsAs(ctx *context.Context, dir string, cfg *Config, dtype dtypes.D
 	return nil
 }
 
-// loadBF16Direct enables storedBF16Tensor (a variable so BenchmarkLoadBF16 can time the
-// float32 round trip it replaced).
+// loadBF16Direct lets a bfloat16 model copy tensors stored as BF16 byte for byte (a
+// variable so BenchmarkLoadBF16 can time the float32 round trip it replaced).
 var loadBF16Direct = true
 
-// storedBF16Tensor copies a tensor stored as BF16 straight into a bfloat16 tensor when the
-// model computes in bfloat16 (released checkpoints: no float32 round trip, a quarter of the
-// memory traffic); nil when the stored or wanted dtype differs.
-func storedBF16Tensor(ckpt *safetensors.Checkpoint, stored string, shape []int, dtype dtypes.DType) (*tensors.Tensor, error) {
+// checkpointWeight reads the stored tensor as a weight of dtype (float32, or bfloat16
+// rounded to nearest even as torch's .to(torch.bfloat16), exact for bfloat16 checkpoints),
+// checking its shape and size, into memory from newWeight.
+func checkpointWeight(ckpt *safetensors.Checkpoint, stored string, shape []int, dtype dtypes.DType, backend backends.Backend) (*tensors.Tensor, error) {
 	info, ok := ckpt.Info(stored)
-	if !loadBF16Direct || dtype != dtypes.BFloat16 || !ok || info.DType != safetensors.BF16 {
-		return nil, nil
+	if !ok {
+		return nil, fmt.Errorf("checkpoint %s: %s: %w", ckpt.Dir, stored, safetensors.ErrNotFound)
 	}
 	if !slices.Equal(info.Shape, shape) {
 		return nil, fmt.Errorf("checkpoint %s: tensor %s has shape %v, want %v", ckpt.Dir, stored, info.Shape, shape)
@@ -193,14 +198,104 @@ func storedBF16Tensor(ckpt *safetensors.Checkpoint, stored string, shape []int, 
 	if err != nil {
 		return nil, err
 	}
-	if len(raw) != 2*info.NumElements() {
-		return nil, fmt.Errorf("checkpoint %s: tensor %s has %d bytes of data, want %d", ckpt.Dir, stored, len(raw), 2*info.NumElements())
+	if n := info.NumElements(); len(raw) != n*info.DType.Size() {
+		return nil, fmt.Errorf("checkpoint %s: tensor %s has %d bytes of data, want %d (%d %s values)", ckpt.Dir, stored, len(raw), n*info.DType.Size(), n, info.DType)
 	}
-	t := tensors.FromShape(shapes.Make(dtypes.BFloat16, shape...))
-	if err := t.MutableBytes(func(b []byte) { copy(b, raw) }); err != nil {
+	t, err := newWeight(backend, dtype, shape, func(dst []byte) error {
+		return decodeWeight(dst, raw, info.DType, dtype)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: tensor %s: %w", ckpt.Dir, stored, err)
 	}
 	return t, nil
+}
+
+// decodeWeight converts raw stored values into dst, the bytes of a float32 or bfloat16
+// tensor. bfloat16 from other dtypes goes through float32 a block at a time.
+func decodeWeight(dst, raw []byte, stored safetensors.DType, dtype dtypes.DType) error {
+	switch dtype {
+	case dtypes.Float32:
+		return safetensors.DecodeFloat32(float32View(dst), raw, stored)
+	case dtypes.BFloat16:
+		if stored == safetensors.BF16 && loadBF16Direct {
+			copy(dst, raw)
+			return nil
+		}
+		const block = 1 << 16
+		size := stored.Size()
+		if size == 0 {
+			return fmt.Errorf("cannot convert %s to bfloat16", stored)
+		}
+		buf := make([]float32, min(block, len(dst)/2))
+		for start := 0; start < len(dst)/2; start += block {
+			n := min(block, len(dst)/2-start)
+			if err := safetensors.DecodeFloat32(buf[:n], raw[start*size:(start+n)*size], stored); err != nil {
+				return err
+			}
+			safetensors.PutBF16(dst[2*start:2*(start+n)], buf[:n])
+		}
+		return nil
+	}
+	return fmt.Errorf("weights in %s are not supported (want float32 or bfloat16)", dtype)
+}
+
+// float32View is b (the bytes of a float32 tensor) as float32 values, without a copy.
+func float32View(b []byte) []float32 {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
+}
+
+// newWeight allocates a tensor of dtype and shape and lets fill write its bytes. With a
+// backend that shares host memory (simplego) the tensor lives in a buffer of the backend
+// from the start; with another backend it is filled on the host, moved to the device and
+// its host copy freed; with none it stays a host tensor.
+func newWeight(backend backends.Backend, dtype dtypes.DType, shape []int, fill func([]byte) error) (*tensors.Tensor, error) {
+	s := shapes.Make(dtype, shape...)
+	if backend != nil && backend.HasSharedBuffers() {
+		buf, flat, err := backend.NewSharedBuffer(0, s)
+		if err != nil {
+			return nil, fmt.Errorf("allocate %s: %w", s, err)
+		}
+		if err := fill(flatBytes(flat)); err != nil {
+			return nil, err
+		}
+		return tensors.FromBuffer(backend, buf)
+	}
+	t := tensors.FromShape(s)
+	var fillErr error
+	if err := t.MutableBytes(func(b []byte) { fillErr = fill(b) }); err != nil {
+		return nil, err
+	}
+	if fillErr != nil {
+		return nil, fillErr
+	}
+	return t, toBackend(t, backend)
+}
+
+// toBackend moves a host tensor onto backend (nil: leaves it on the host) and frees the
+// host copy, so a loaded model is held once.
+func toBackend(t *tensors.Tensor, backend backends.Backend) error {
+	if backend == nil {
+		return nil
+	}
+	if err := t.MaterializeOnDevice(backend, true, 0); err != nil {
+		return fmt.Errorf("move %s to backend %s: %w", t.Shape(), backend.Name(), err)
+	}
+	if !backend.HasSharedBuffers() {
+		t.FinalizeLocal()
+	}
+	return nil
+}
+
+// flatBytes is the byte view of a flat Go slice of numbers (a backend buffer's storage).
+func flatBytes(flat any) []byte {
+	v := reflect.ValueOf(flat)
+	if v.Len() == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(v.Index(0).Addr().UnsafePointer()), uintptr(v.Len())*v.Type().Elem().Size())
 }
 
 // param returns the graph node of a loaded weight.

@@ -205,29 +205,41 @@ func (f *File) Float32(name string) ([]float32, TensorInfo, error) {
 
 // ToFloat32 converts raw little-endian elements of dtype to float32.
 func ToFloat32(raw []byte, dtype DType) ([]float32, error) {
-	n := len(raw) / max(dtype.Size(), 1)
-	out := make([]float32, n)
-	switch dtype {
-	case F32:
-		for i := range out {
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[i*4:]))
-		}
-	case BF16:
-		for i := range out {
-			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[i*2:])) << 16)
-		}
-	case F16:
-		for i := range out {
-			out[i] = halfToFloat32(binary.LittleEndian.Uint16(raw[i*2:]))
-		}
-	case F64:
-		for i := range out {
-			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[i*8:])))
-		}
-	default:
-		return nil, fmt.Errorf("cannot convert %s to float32", dtype)
+	out := make([]float32, len(raw)/max(dtype.Size(), 1))
+	if err := DecodeFloat32(out, raw, dtype); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// DecodeFloat32 converts raw little-endian elements of dtype (F32, BF16, F16 or F64) into
+// dst, which must hold exactly len(raw)/dtype.Size() values: the allocation-free form of
+// ToFloat32, for filling memory that is already in place (a backend's buffer).
+func DecodeFloat32(dst []float32, raw []byte, dtype DType) error {
+	if size := dtype.Size(); size != 0 && len(raw) != len(dst)*size {
+		return fmt.Errorf("cannot convert %d bytes of %s into %d float32 values", len(raw), dtype, len(dst))
+	}
+	switch dtype {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[i*4:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[i*2:])) << 16)
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = halfToFloat32(binary.LittleEndian.Uint16(raw[i*2:]))
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[i*8:])))
+		}
+	default:
+		return fmt.Errorf("cannot convert %s to float32", dtype)
+	}
+	return nil
 }
 
 // halfToFloat32 converts an IEEE 754 binary16 value.
