@@ -88,7 +88,7 @@ func runExport(app *App, opts *exportOptions) error {
 	var m *qwen.Model
 	var names []string
 	if opts.Model != "" {
-		backend, err := mlbackend.New(opts.Backend)
+		backend, err := mlbackend.NewForInference(opts.Backend)
 		if err != nil {
 			return err
 		}

@@ -286,7 +286,7 @@ func benchQwen(rep *quantizeReport, cfg *qwen.Config, opts *quantizeOptions, mea
 }
 
 func benchOne(dir string, prompt qwen.Prompt, opts *quantizeOptions) (*modelStats, []float32, error) {
-	backend, err := mlbackend.New(opts.Backend)
+	backend, err := mlbackend.NewForInference(opts.Backend)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -14,7 +14,8 @@ import (
 )
 
 // DefaultSpec is the backend used when none is given: pure Go (simplego with unbounded
-// workers and parallel op scheduling, NormalizeGoConfig).
+// workers; parallel op scheduling for training, NormalizeGoConfig, sequential for inference,
+// NormalizeGoInferenceConfig).
 const DefaultSpec = "go"
 
 // FlagName is the name of the flag added by AddFlag; its config key is "<command path>.backend",
@@ -22,7 +23,8 @@ const DefaultSpec = "go"
 const FlagName = "backend"
 
 // FlagUsage is the help text of the --backend flag.
-const FlagUsage = `ML backend: "go" (pure Go, CPU; the built-in grader then runs on its own native engine, ` +
+const FlagUsage = `ML backend: "go" (pure Go, CPU: independent ops run in parallel when training, one at a time ` +
+	`when only running a model; the built-in grader then runs on its own native engine, ` +
 	`"simplego" forces GoMLX's simplego for it), "go:<options>" (GoMLX simplego, e.g. go:parallelism=4,ops_sequential), ` +
 	`"xla:cuda", "xla:<plugin name>" or "xla:/abs/path/plugin.so" (needs a build with cgo, without the noxla tag), ` +
 	`optionally followed by ",preallocate=false", ",memory_fraction=F", ",allocator=NAME" (PJRT client) or ",tf32"; ` +
@@ -65,6 +67,22 @@ var simplegoOptions = []string{"parallelism", "dotgeneral_small", "dotgeneral_la
 // computes the same values whichever goroutine runs which part (a matmul's contracting axis
 // is never split across workers), so the options change speed and memory, not results.
 func NormalizeGoConfig(config string) (string, error) {
+	return normalizeGoConfig(config, false)
+}
+
+// NormalizeGoInferenceConfig is NormalizeGoConfig for running a model without training it:
+// with no ops mode named it adds ops_sequential, whatever the parallelism. A forward pass
+// has few independent ops, and running them at once keeps more buffers alive: Qwen2.5-VL
+// diagnose on the CPU was slower in parallel at the 3B shape (746 s against 651 s for one
+// photo) and no faster on the small preset, while its peak memory grew by half
+// (BENCHMARKS.md, "Qwen2.5-VL-3B on the CPU").
+func NormalizeGoInferenceConfig(config string) (string, error) {
+	return normalizeGoConfig(config, true)
+}
+
+// normalizeGoConfig implements NormalizeGoConfig (sequential false) and
+// NormalizeGoInferenceConfig (true).
+func normalizeGoConfig(config string, sequential bool) (string, error) {
 	var parts []string
 	hasOpsMode, parallelism := false, ""
 	for _, part := range strings.Split(config, ",") {
@@ -96,7 +114,7 @@ func NormalizeGoConfig(config string) (string, error) {
 		parts = append([]string{"parallelism=-1"}, parts...)
 	}
 	if !hasOpsMode {
-		if parallelism == "-1" {
+		if parallelism == "-1" && !sequential {
 			parts = append(parts, "ops_parallel")
 		} else {
 			parts = append(parts, "ops_sequential")
@@ -143,6 +161,18 @@ func newGo(config string) (backends.Backend, error) {
 //
 // An empty spec means DefaultSpec. The GOMLX_BACKEND environment variable is ignored.
 func New(spec string) (backends.Backend, error) {
+	return newBackend(spec, NormalizeGoConfig)
+}
+
+// NewForInference is New for commands that only run a model (diagnose, eval, serve, export,
+// quantize's comparison): a "go" spec that names no ops mode runs ops one at a time
+// (NormalizeGoInferenceConfig); training keeps New's parallel ops.
+func NewForInference(spec string) (backends.Backend, error) {
+	return newBackend(spec, NormalizeGoInferenceConfig)
+}
+
+// newBackend implements New and NewForInference, normalizing simplego options with normalize.
+func newBackend(spec string, normalize func(string) (string, error)) (backends.Backend, error) {
 	RegisterGradients()
 	spec = strings.TrimSpace(spec)
 	if spec == "" {
@@ -151,7 +181,7 @@ func New(spec string) (backends.Backend, error) {
 	name, config, _ := strings.Cut(spec, ":")
 	switch name {
 	case "go", "simplego":
-		cfg, err := NormalizeGoConfig(config)
+		cfg, err := normalize(config)
 		if err != nil {
 			return nil, err
 		}

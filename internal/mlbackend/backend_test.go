@@ -39,6 +39,33 @@ func TestNormalizeGoConfig(t *testing.T) {
 	}
 }
 
+// TestNormalizeGoInferenceConfig: for inference an unnamed ops mode is always sequential;
+// everything else is NormalizeGoConfig's.
+func TestNormalizeGoInferenceConfig(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"", "parallelism=-1,ops_sequential"},
+		{"parallelism=-1", "parallelism=-1,ops_sequential"},
+		{"parallelism=4", "parallelism=4,ops_sequential"},
+		{"ops_parallel", "parallelism=-1,ops_parallel"},
+		{"dotgeneral_large,ops_parallel,parallelism=2", "dotgeneral_large,ops_parallel,parallelism=2"},
+	}
+	for _, tc := range cases {
+		if got, err := NormalizeGoInferenceConfig(tc.in); err != nil || got != tc.want {
+			t.Errorf("NormalizeGoInferenceConfig(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := NormalizeGoInferenceConfig("turbo"); err == nil {
+		t.Error("NormalizeGoInferenceConfig accepted an unknown option")
+	}
+	for _, spec := range []string{"", "go", "go:ops_parallel"} {
+		b, err := NewForInference(spec)
+		if err != nil {
+			t.Fatalf("NewForInference(%q): %v", spec, err)
+		}
+		b.Finalize()
+	}
+}
+
 func TestNew(t *testing.T) {
 	cases := []struct {
 		spec    string

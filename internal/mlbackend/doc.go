@@ -15,7 +15,8 @@
 // cgo and without the noxla tag (make build-xla) adds "xla", which never downloads plugins.
 // The "go" spec is simplego with unbounded workers and parallel op scheduling
 // (NormalizeGoConfig): simplego's own default bounds the worker pool, which deadlocks on 2
-// cores when ops run in parallel.
+// cores when ops run in parallel. NewForInference, for commands that only run a model,
+// schedules ops one at a time instead (NormalizeGoInferenceConfig).
 //
 // Gradients: RegisterGradients (idempotent) replaces or adds VJP rules in graph.VJPRegistration:
 // Dot and DotGeneral (two matmuls instead of a broadcast M*N*K product), Slice (zero-filling by

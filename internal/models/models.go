@@ -88,7 +88,7 @@ func Open(opts Options) (infer.Model, error) {
 	if _, err := os.Stat(filepath.Join(opts.Model, "config.json")); err != nil {
 		return nil, fmt.Errorf("model directory %s has no config.json (expected a Hugging Face Qwen2.5-VL checkpoint)", opts.Model)
 	}
-	backend, err := mlbackend.New(opts.Backend)
+	backend, err := mlbackend.NewForInference(opts.Backend)
 	if err != nil {
 		return nil, err
 	}
