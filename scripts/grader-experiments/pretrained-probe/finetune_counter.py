@@ -61,6 +61,10 @@ non-holdout train sources (--subset-seed, default 7), the holdout unchanged: a l
 --stem-cache FILE saves the frozen stem's outputs for every train photo (~0.9 GB at 224 px,
 block_2_add) on the first run and reads them on later ones. Results with --ordinal 1
 --loss-density 3: BENCHMARKS.md ("Learning curve").
+
+--l2sp W (2026-11-29) adds W x the squared distance of the trained backbone weights from their
+pretrained values (L2-SP, Li et al. 2018), a pull towards the pretrained network rather than
+towards zero; the head is not penalised.
 """
 import argparse
 import importlib.util
@@ -201,6 +205,8 @@ def main():
                     "P(grade <= k) = sigmoid(slope * (cut_k - log1p(count))), cuts and slope learnt (from the Hayashi "
                     "rule's 5.5 / 20.5 / 50.5 and 4), cross-entropy on the photo's grade")
     ap.add_argument("--loss-density", type=float, default=10, help="weight of the density SSE (the count loss keeps weight 2)")
+    ap.add_argument("--l2sp", type=float, default=0, help="weight of an L2-SP penalty: the squared distance of the trained "
+                    "backbone weights from their pretrained values, summed (the head is not penalised)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--train-frac", type=float, default=1.0, help="train on this fraction of the non-holdout train "
                     "sources (a random subset per grade, seeded by --subset-seed): a learning curve")
@@ -258,6 +264,8 @@ def main():
         cum = torch.cat([torch.zeros_like(cum[:, :1]), cum, torch.ones_like(cum[:, :1])], 1)
         p = (cum[torch.arange(len(grade)), grade + 1] - cum[torch.arange(len(grade)), grade]).clamp_min(1e-6)
         return -torch.log(p).mean()
+
+    init = {k: p.detach().clone() for k, p in model.w.items()}  # the pretrained values, for --l2sp
 
     opt = torch.optim.AdamW(list(model.parameters()) + (list(ordinal.parameters()) if a.ordinal > 0 else []), lr=a.lr, weight_decay=a.wd)
     steps_per_epoch = len(idx_train) // a.batch
@@ -342,11 +350,14 @@ def main():
             loss = a.loss_density * ld + 2 * lc
             if a.ordinal > 0:
                 loss = loss + a.ordinal * ordinal_nll(pd.sum((1, 2, 3)), torch.from_numpy(grades[b]).to(dev))
+            if a.l2sp > 0:
+                loss = loss + a.l2sp * sum(((p - init[k]) ** 2).sum() for k, p in model.w.items())
             opt.zero_grad(); loss.backward(); opt.step()
             tot += loss.item(); step += 1
         ph = predict(idx_hold)
         rec = dict(epoch=ep, loss=tot / steps_per_epoch, hold_spearman=explore.spearman(ph, counts[idx_hold]),
-                   hold_mae=float(np.abs(ph - counts[idx_hold]).mean()), secs=time.time() - t0)
+                   hold_mae=float(np.abs(ph - counts[idx_hold]).mean()), secs=time.time() - t0,
+                   backbone_sq_dist=float(sum(((p.detach() - init[k]) ** 2).sum() for k, p in model.w.items())))
         log.append(rec)
         print(json.dumps(rec), flush=True)
     pt = predict(idx_train)
