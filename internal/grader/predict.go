@@ -214,6 +214,10 @@ func fromCheckpoint(ck *Checkpoint, backendSpec string) (*Model, error) {
 	if native {
 		backendSpec = "go" // the GoMLX graph stays available (tests, the PyTorch fixture)
 	}
+	// mlbackend.New, not NewForInference: the grader's graph is many small convolutions that
+	// gain from parallel ops (200 photos with --backend simplego: 46-49 s in parallel against
+	// 62 s sequential, at 1.5 GB against 0.8 GB peak RSS; BENCHMARKS.md). The default native
+	// engine does not use this backend to diagnose.
 	backend, err := mlbackend.New(backendSpec)
 	if err != nil {
 		return nil, err

@@ -138,6 +138,10 @@ func ConvertCheckpoint(in, out string, o ConvertOptions) (*ConvertReport, error)
 			r.err = fmt.Errorf("%s: tensor %s: %w", in, name, err)
 			return
 		}
+		// Only the float32 copy is read from here on: drop the mapped pages so the input
+		// checkpoint is not held resident beside the quantized output (a failure only keeps
+		// them mapped).
+		_ = ckpt.Release(name)
 		q, err := Quantize(o.Method, values, info.Shape, o.Options)
 		if err != nil {
 			r.err = fmt.Errorf("%s: tensor %s: %w", in, name, err)

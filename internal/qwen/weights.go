@@ -167,16 +167,39 @@ func loadWeights(ctx *context.Context, dir string, cfg *Config, dtype dtypes.DTy
 		if done, err := loadQuantized(ctx, ckpt, qc, stored, spec, dtype, backend); err != nil {
 			return err
 		} else if done {
+			releaseStored(ckpt, stored)
 			continue
 		}
 		value, err := checkpointWeight(ckpt, stored, spec.Shape, dtype, backend)
 		if err != nil {
 			return err
 		}
+		releaseStored(ckpt, stored)
 		scope, name := scopeAndName(spec.Name)
 		ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, value).SetTrainable(false)
 	}
 	return nil
+}
+
+// releaseStored drops a copied tensor (and its quantization companions) from resident
+// memory, so the checkpoint's mapped pages and the loaded weights are not both counted:
+// loading the 3B float32 model peaked at 21.4-22 GB RSS, ~6.9 GB of it mapped file pages.
+// A failure only means the pages stay mapped, so it is ignored.
+func releaseStored(ckpt *safetensors.Checkpoint, stored string) {
+	for _, name := range append([]string{stored}, companionNames(stored)...) {
+		if _, ok := ckpt.Info(name); ok {
+			_ = ckpt.Release(name)
+		}
+	}
+}
+
+// companionNames lists the names a quantized weight's scales and other parts may be stored under.
+func companionNames(stored string) []string {
+	names := make([]string, len(quant.Companions))
+	for i, s := range quant.Companions {
+		names[i] = stored + s
+	}
+	return names
 }
 
 // loadBF16Direct lets a bfloat16 model copy tensors stored as BF16 byte for byte (a

@@ -123,3 +123,12 @@ func (c *Checkpoint) Bytes(name string) ([]byte, error) {
 	b, _, err := f.Bytes(name)
 	return b, err
 }
+
+// Release drops a tensor's pages from resident memory once it has been copied (File.Release).
+func (c *Checkpoint) Release(name string) error {
+	f, ok := c.byName[name]
+	if !ok {
+		return fmt.Errorf("checkpoint %s: %s: %w", c.Dir, name, ErrNotFound)
+	}
+	return f.Release(name)
+}

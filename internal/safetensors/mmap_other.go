@@ -7,6 +7,9 @@ import (
 	"os"
 )
 
+// mmapped says whether Open maps files (true) or reads them into memory.
+const mmapped = false
+
 // Without mmap the file is read into memory once.
 func mmapFile(f *os.File, size int64) ([]byte, error) {
 	buf := make([]byte, size)

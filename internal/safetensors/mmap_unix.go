@@ -7,6 +7,9 @@ import (
 	"syscall"
 )
 
+// mmapped says whether Open maps files (true) or reads them into memory.
+const mmapped = true
+
 func mmapFile(f *os.File, size int64) ([]byte, error) {
 	return syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
 }

@@ -68,6 +68,7 @@ type File struct {
 	tensors  map[string]TensorInfo
 	data     []byte // the data section (a view of the mapping)
 	mapping  []byte
+	mapped   bool // mapping is a file mapping (Open on unix), not memory of the Go heap
 }
 
 type headerEntry struct {
@@ -103,6 +104,7 @@ func Open(path string) (*File, error) {
 		munmap(mapping)
 		return nil, err
 	}
+	sf.mapped = mmapped
 	return sf, nil
 }
 
@@ -188,6 +190,32 @@ func (f *File) Bytes(name string) ([]byte, TensorInfo, error) {
 		return nil, t, fmt.Errorf("%s: %s: %w", f.Path, name, ErrNotFound)
 	}
 	return f.data[t.Offsets[0]:t.Offsets[1]], t, nil
+}
+
+// Release tells the system that a tensor's bytes will not be read again soon: on Linux the
+// pages of the file mapping that hold it leave the process's resident memory (they stay in
+// the page cache, and reading them again maps them back). A loader that has copied a tensor
+// calls it so that a multi-gigabyte checkpoint is not counted twice in its RSS. It is a no-op
+// for files read into memory (Parse, or systems without mmap) and after Close.
+func (f *File) Release(name string) error {
+	t, ok := f.tensors[name]
+	if !ok {
+		return fmt.Errorf("%s: %s: %w", f.Path, name, ErrNotFound)
+	}
+	if !f.mapped || f.mapping == nil || t.Offsets[1] == t.Offsets[0] {
+		return nil
+	}
+	// The mapping starts on a page boundary; widen the tensor's byte range to whole pages.
+	// A page shared with a neighbouring tensor is only dropped from the page tables, so the
+	// neighbour is still read correctly (from the page cache) if it is used later.
+	base := int64(len(f.mapping) - len(f.data))
+	page := int64(os.Getpagesize())
+	start := (base + t.Offsets[0]) / page * page
+	end := min((base+t.Offsets[1]+page-1)/page*page, int64(len(f.mapping)))
+	if err := releasePages(f.mapping[start:end]); err != nil {
+		return fmt.Errorf("%s: release %s: %w", f.Path, name, err)
+	}
+	return nil
 }
 
 // Float32 returns a tensor converted to float32 (from F32, BF16, F16 or F64).
