@@ -30,6 +30,7 @@ type App struct {
 	configFile string
 	logLevel   string
 	logFormat  string
+	profiles   profiles
 }
 
 // commandFactories is filled by each command file's init function.
@@ -70,6 +71,8 @@ and ACDTCM_DATASET_VALIDATE_FOO in the environment.`,
 	pf.StringVar(&app.configFile, "config", "", "config file (YAML); default ./acdtcm.yaml or $XDG_CONFIG_HOME/acdtcm/config.yaml")
 	pf.StringVar(&app.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&app.logFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&app.profiles.cpuPath, "cpu-profile", "", "write a Go CPU profile of the command to this file (read it with `go tool pprof`)")
+	pf.StringVar(&app.profiles.memPath, "mem-profile", "", "write a Go heap profile to this file when the command ends")
 	for _, factory := range commandFactories {
 		root.AddCommand(factory(app))
 	}
@@ -78,9 +81,16 @@ and ACDTCM_DATASET_VALIDATE_FOO in the environment.`,
 
 // Execute runs acdtcm with args and returns the process exit code.
 func Execute(args []string, in io.Reader, out, errOut io.Writer) int {
-	root, _ := NewRootCmd(in, out, errOut)
+	root, app := NewRootCmd(in, out, errOut)
 	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	if perr := app.profiles.stop(); perr != nil {
+		fmt.Fprintln(errOut, "error:", perr)
+		if err == nil {
+			return 1
+		}
+	}
+	if err != nil {
 		var ee *ExitError
 		if asExit(err, &ee) {
 			if ee.Err != nil {
@@ -154,7 +164,10 @@ func (app *App) setup(cmd *cobra.Command) error {
 	if err := applyConfig(cmd, v); err != nil {
 		return err
 	}
-	return app.setupLogger()
+	if err := app.setupLogger(); err != nil {
+		return err
+	}
+	return app.profiles.start()
 }
 
 func (app *App) findConfigFile(cmd *cobra.Command) string {
