@@ -49,6 +49,9 @@ func (p *profiles) stop() error {
 		name := p.cpuTemp.Name()
 		err := p.cpuTemp.Close()
 		if err == nil {
+			err = os.Chmod(name, 0o644) // CreateTemp's 0600 would differ from every other output
+		}
+		if err == nil {
 			err = os.Rename(name, p.cpuPath)
 		}
 		if err != nil {

@@ -42,6 +42,13 @@ func TestProfileFlags(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				st, err := os.Stat(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Mode().Perm()&0o044 != 0o044 {
+					t.Errorf("%s: mode %v: want readable by group and others, as other outputs", name, st.Mode())
+				}
 				if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
 					t.Errorf("%s is not a gzip-compressed pprof profile (%d bytes)", name, len(b))
 				}
