@@ -10,7 +10,6 @@ import (
 
 	"github.com/acdtcm/acdtcm/internal/fsutil"
 	"github.com/acdtcm/acdtcm/internal/lora"
-	"github.com/acdtcm/acdtcm/internal/mlbackend"
 	"github.com/acdtcm/acdtcm/internal/qwen"
 	"github.com/acdtcm/acdtcm/internal/safetensors"
 )
@@ -22,7 +21,6 @@ type exportOptions struct {
 	PeftNames           string // "" keeps the adapter's key spelling
 	Merge               bool
 	ShardMB             int64
-	Backend             string
 }
 
 func newExportCmd(app *App) *cobra.Command {
@@ -48,7 +46,6 @@ with only a "missing adapter keys" warning, and it then changes nothing.`,
   acdtcm export --merge --model models/Qwen2.5-VL-3B-Instruct --adapter runs/lora/checkpoint-best --out export/merged`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Backend = backendSpec(app, cmd, opts.Backend)
 			return runExport(app, opts)
 		},
 	}
@@ -59,7 +56,6 @@ with only a "missing adapter keys" warning, and it then changes nothing.`,
 	f.StringVar(&opts.PeftNames, "peft-names", "", "write the copy's "+lora.NamingUsage+" (default: as in --adapter)")
 	f.StringVar(&opts.Model, "model", "", "base model directory (required with --merge)")
 	f.Int64Var(&opts.ShardMB, "shard-size", 4096, "maximum shard size in MiB for merged weights")
-	addBackendFlag(cmd, &opts.Backend)
 	return cmd
 }
 
@@ -84,28 +80,21 @@ func runExport(app *App, opts *exportOptions) error {
 	if err != nil {
 		return err
 	}
-	// With a base model, check that the adapter really loads onto it (and merge it if asked).
-	var m *qwen.Model
-	var names []string
+	// With a base model, check that every adapter matrix fits the base's layers (and merge it
+	// if asked). Only the base's config is read here; the merge streams its weights.
+	var onBase *qwen.AdapterOnBase
 	if opts.Model != "" {
-		backend, err := mlbackend.NewForInference(opts.Backend)
-		if err != nil {
-			return err
-		}
-		if m, err = qwen.Load(opts.Model, backend); err != nil {
-			return err
-		}
-		if _, names, err = m.LoadAdapterWithProcessor(opts.Adapter); err != nil {
+		if onBase, err = qwen.LoadAdapterOnBase(opts.Model, opts.Adapter); err != nil {
 			return err
 		}
 	}
 	if opts.Merge {
-		// The adapter's training image sizes (m.Processor) go into preprocessor_config.json.
-		eo := qwen.ExportOptions{ShardBytes: opts.ShardMB << 20, Processor: &m.Processor}
-		if err := qwen.ExportMerged(opts.Model, opts.Out, m.Ctx, eo); err != nil {
+		// The adapter's training image sizes (onBase.Processor) go into preprocessor_config.json.
+		eo := qwen.ExportOptions{ShardBytes: opts.ShardMB << 20, Processor: &onBase.Processor}
+		if err := qwen.ExportMerged(opts.Model, opts.Out, onBase.Ctx, eo); err != nil {
 			return err
 		}
-		fmt.Fprintf(app.Out, "merged %d adapted layers of %s with %s into %s\n", len(names), opts.Adapter, opts.Model, opts.Out)
+		fmt.Fprintf(app.Out, "merged %d adapted layers of %s with %s into %s\n", len(onBase.Modules), opts.Adapter, opts.Model, opts.Out)
 		return nil
 	}
 	files := []string{lora.ConfigName, lora.WeightsName}

@@ -164,7 +164,7 @@ func New(spec string) (backends.Backend, error) {
 	return newBackend(spec, NormalizeGoConfig)
 }
 
-// NewForInference is New for commands that only run a model (diagnose, eval, serve, export,
+// NewForInference is New for commands that only run a model (diagnose, eval, serve,
 // quantize's comparison): a "go" spec that names no ops mode runs ops one at a time
 // (NormalizeGoInferenceConfig); training keeps New's parallel ops.
 func NewForInference(spec string) (backends.Backend, error) {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
 	"github.com/acdtcm/acdtcm/internal/fsutil"
 	"github.com/acdtcm/acdtcm/internal/lora"
 )
@@ -54,14 +56,62 @@ func (m *Model) LoadAdapterWithProcessor(dir string) (*lora.Config, []string, er
 	if err != nil {
 		return nil, nil, err
 	}
+	if m.Processor, err = adapterProcessor(dir, m.Processor); err != nil {
+		return nil, nil, err
+	}
+	return cfg, names, nil
+}
+
+// adapterProcessor is base with the min/max pixels saved beside an adapter, if any.
+func adapterProcessor(dir string, base ProcessorConfig) (ProcessorConfig, error) {
 	path := filepath.Join(dir, ProcessorFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return cfg, names, nil
+		return base, nil
 	}
 	saved, err := LoadProcessorConfig(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("adapter %s: %w", dir, err)
+		return base, fmt.Errorf("adapter %s: %w", dir, err)
 	}
-	m.Processor.MinPixels, m.Processor.MaxPixels = saved.MinPixels, saved.MaxPixels
-	return cfg, names, nil
+	base.MinPixels, base.MaxPixels = saved.MinPixels, saved.MaxPixels
+	return base, nil
+}
+
+// AdapterOnBase is a PEFT adapter loaded against a base checkpoint's configuration, without
+// the base weights: what checking an adapter and ExportMerged need.
+type AdapterOnBase struct {
+	Config    *lora.Config
+	Ctx       *context.Context // the adapter's LoRA variables only
+	Modules   []string         // the adapted modules
+	Processor ProcessorConfig  // the base's image processor with the adapter's saved sizes
+}
+
+// LoadAdapterOnBase reads baseDir's config.json and preprocessor_config.json and loads the
+// adapter in adapterDir, checking every matrix against the base's linear layers (as
+// LoadAdapter does on a loaded model). It reads no base weights, so checking or merging an
+// adapter of a 3B or 7B model does not need the model in memory.
+func LoadAdapterOnBase(baseDir, adapterDir string) (*AdapterOnBase, error) {
+	cfg, err := LoadConfig(baseDir)
+	if err != nil {
+		return nil, err
+	}
+	proc := DefaultProcessorConfig()
+	if path := filepath.Join(baseDir, "preprocessor_config.json"); fileExists(path) {
+		if proc, err = LoadProcessorConfig(path); err != nil {
+			return nil, err
+		}
+	}
+	a := &AdapterOnBase{Ctx: context.New()}
+	if a.Config, a.Modules, err = lora.Load(a.Ctx, adapterDir, cfg.LinearModules()); err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", adapterDir, err)
+	}
+	if a.Processor, err = adapterProcessor(adapterDir, proc); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// fileExists reports whether path names an existing file or directory.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

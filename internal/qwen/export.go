@@ -57,45 +57,55 @@ func ExportMerged(baseDir, out string, ctx *context.Context, opts ExportOptions)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", out, err)
 	}
+	// Plan the shards from the header alone, then write each one tensor at a time: an adapted
+	// weight is merged when the writer reaches it, and each tensor's mapped pages are
+	// released once written, so memory holds one merged tensor, not the whole model.
 	var shards [][]safetensors.Tensor
 	var cur []safetensors.Tensor
 	var curBytes int64
 	merged := 0
 	for _, name := range ckpt.Names() {
 		info, _ := ckpt.Info(name)
-		canonical := CanonicalName(name)
-		var t safetensors.Tensor
-		if adapted[canonical] {
-			w, err := ckpt.Float32(name, nil)
-			if err != nil {
-				return err
-			}
-			module := strings.TrimSuffix(canonical, ".weight")
-			mw, err := lora.MergedWeight(ctx, module, w, info.Shape[0], info.Shape[1])
-			if err != nil {
-				return err
-			}
-			t = encodeAs(name, info, mw)
+		head := safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape}
+		if adapted[CanonicalName(name)] {
+			head.DType = mergedDType(info.DType)
 			merged++
-		} else {
-			raw, err := rawBytes(ckpt, name)
-			if err != nil {
-				return err
-			}
-			t = safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: raw}
 		}
-		if len(cur) > 0 && curBytes+int64(len(t.Data)) > opts.ShardBytes {
+		size := int64(info.NumElements() * head.DType.Size())
+		if len(cur) > 0 && curBytes+size > opts.ShardBytes {
 			shards, cur, curBytes = append(shards, cur), nil, 0
 		}
-		cur = append(cur, t)
-		curBytes += int64(len(t.Data))
+		cur = append(cur, head)
+		curBytes += size
 	}
 	shards = append(shards, cur)
 	if merged != len(adapted) {
 		return fmt.Errorf("merged %d of %d adapted weights: the base checkpoint lacks some adapted modules", merged, len(adapted))
 	}
+	previous := ""
+	data := func(t safetensors.Tensor) ([]byte, error) {
+		if previous != "" {
+			_ = ckpt.Release(previous) // written: a failure only keeps its pages mapped
+		}
+		previous = t.Name
+		info, _ := ckpt.Info(t.Name)
+		canonical := CanonicalName(t.Name)
+		if !adapted[canonical] {
+			return ckpt.Bytes(t.Name)
+		}
+		w, err := ckpt.Float32(t.Name, nil)
+		if err != nil {
+			return nil, err
+		}
+		mw, err := lora.MergedWeight(ctx, strings.TrimSuffix(canonical, ".weight"), w, info.Shape[0], info.Shape[1])
+		if err != nil {
+			return nil, err
+		}
+		return encodeAs(t.Name, info, mw).Data, nil
+	}
+	metadata := map[string]string{"format": "pt"}
 	if len(shards) == 1 {
-		if err := safetensors.WriteFile(filepath.Join(out, "model.safetensors"), shards[0], map[string]string{"format": "pt"}); err != nil {
+		if err := safetensors.WriteStreamFile(filepath.Join(out, "model.safetensors"), shards[0], metadata, data); err != nil {
 			return err
 		}
 	} else {
@@ -105,9 +115,9 @@ func ExportMerged(baseDir, out string, ctx *context.Context, opts ExportOptions)
 			file := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
 			for _, t := range sh {
 				weightMap[t.Name] = file
-				total += int64(len(t.Data))
+				total += int64(safetensors.TensorInfo{Shape: t.Shape}.NumElements() * t.DType.Size())
 			}
-			if err := safetensors.WriteFile(filepath.Join(out, file), sh, map[string]string{"format": "pt"}); err != nil {
+			if err := safetensors.WriteStreamFile(filepath.Join(out, file), sh, metadata, data); err != nil {
 				return err
 			}
 		}
@@ -138,8 +148,13 @@ func CopySideFiles(from, to string) error {
 	return nil
 }
 
-func rawBytes(c *safetensors.Checkpoint, name string) ([]byte, error) {
-	return c.Bytes(name)
+// mergedDType is the dtype a merged weight is stored in (encodeAs): bfloat16 stays
+// bfloat16, anything else becomes float32.
+func mergedDType(stored safetensors.DType) safetensors.DType {
+	if stored == safetensors.BF16 {
+		return safetensors.BF16
+	}
+	return safetensors.F32
 }
 
 // encodeAs stores float32 values in the dtype the tensor had.

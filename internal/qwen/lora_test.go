@@ -1,9 +1,12 @@
 package qwen
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
@@ -159,6 +162,41 @@ func TestLoRASaveLoadMerge(t *testing.T) {
 		t.Errorf("merged-model logits differ from adapter-model logits by %g", d)
 	} else {
 		t.Logf("merged vs adapter max |logit diff| = %.3g", d)
+	}
+
+	// The adapter loaded against the base's config alone (no base weights, as export --merge
+	// does) merges into the same bytes, shard for shard.
+	adir := filepath.Join(t.TempDir(), "adapter")
+	if err := lora.Save(m.Ctx, cfg, adir, lora.NamingNew); err != nil {
+		t.Fatal(err)
+	}
+	onBase, err := LoadAdapterOnBase(dir, adir)
+	if err != nil || len(onBase.Modules) != len(names) {
+		t.Fatalf("LoadAdapterOnBase: %v (%d modules, want %d)", err, len(onBase.Modules), len(names))
+	}
+	merged2 := filepath.Join(t.TempDir(), "merged")
+	if err := ExportMerged(dir, merged2, onBase.Ctx, ExportOptions{ShardBytes: 200 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(merged, "*.safetensors*"))
+	if len(files) < 3 {
+		t.Fatalf("want a sharded export (index + 2 or more shards), got %v", files)
+	}
+	for _, f := range files {
+		a, errA := os.ReadFile(f)
+		b, errB := os.ReadFile(filepath.Join(merged2, filepath.Base(f)))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the model's and the config-only adapter's merge (%v, %v)", filepath.Base(f), errA, errB)
+		}
+	}
+
+	// An adapter whose matrices do not fit the base's layers is refused, naming it.
+	small := filepath.Join(t.TempDir(), "small")
+	if _, err := InitCheckpoint(small, InitOptions{Preset: PresetSmall, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAdapterOnBase(small, adir); err == nil || !strings.Contains(err.Error(), adir) || !strings.Contains(err.Error(), "shape") {
+		t.Errorf("adapter on a base of other widths: %v", err)
 	}
 }
 
