@@ -254,10 +254,11 @@ func BenchmarkNativeGEMM(b *testing.B) {
 }
 
 // BenchmarkGEMMQwen3BShape times one matmul of a Qwen2.5-VL-3B MLP projection over a photo's
-// prompt (651 tokens rounded up to 654 rows, hidden 2048, intermediate 11008: 29.5 GFLOP) with
-// the native micro-kernel on one goroutine and with simplego (what Qwen2.5-VL runs on the CPU
-// today, on every core). It measures what a native CPU forward pass for Qwen2.5-VL would gain;
-// both compute the same product (checked to 1e-4 relative before timing).
+// prompt (654 rows: one 448x448 photo's grading prompt is 638 tokens with the random 3B
+// checkpoint's tokenizer; hidden 2048, intermediate 11008: 29.5 GFLOP) with the native
+// micro-kernel on one goroutine and with simplego (what Qwen2.5-VL runs on the CPU today, on
+// every core). It measures what a native CPU forward pass for Qwen2.5-VL would gain; both
+// compute the same product (checked to 1e-4 relative before timing).
 func BenchmarkGEMMQwen3BShape(b *testing.B) {
 	const m, k, n = 654, 2048, 11008
 	a, w, pb, c := gemmOperands(m, k, n)
