@@ -1,12 +1,12 @@
 package hugepage
 
 import (
-	"bufio"
-	"fmt"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/acdtcm/acdtcm/internal/procfs"
 )
 
 // TestAdviseGivesHugePages: with transparent huge pages available ("always" or "madvise"),
@@ -29,38 +29,11 @@ func TestAdviseGivesHugePages(t *testing.T) {
 	for i := range b {
 		b[i] = byte(i)
 	}
-	huge := anonHugeBytes(t, address(b), address(b)+uintptr(len(b)))
+	huge, err := procfs.SmapsBytes(address(b), address(b)+uintptr(len(b)), "AnonHugePages")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if huge < Size {
 		t.Errorf("%d bytes of huge pages back the advised 32 MiB buffer (mode %q)", huge, strings.TrimSpace(string(mode)))
 	}
-}
-
-// anonHugeBytes sums AnonHugePages over the mappings in /proc/self/smaps that overlap [lo, hi).
-func anonHugeBytes(t *testing.T, lo, hi uintptr) int64 {
-	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		t.Skipf("no /proc/self/smaps: %v", err)
-	}
-	defer f.Close()
-	var total int64
-	overlap := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(line)
-		if len(fields) > 0 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			var start, end uintptr
-			if _, err := fmt.Sscanf(fields[0], "%x-%x", &start, &end); err == nil {
-				overlap = start < hi && end > lo
-				continue
-			}
-		}
-		if overlap && strings.HasPrefix(line, "AnonHugePages:") {
-			var kb int64
-			fmt.Sscanf(strings.TrimPrefix(line, "AnonHugePages:"), "%d", &kb)
-			total += kb << 10
-		}
-	}
-	return total
 }

@@ -94,11 +94,9 @@ func LoadAdapterOnBase(baseDir, adapterDir string) (*AdapterOnBase, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc := DefaultProcessorConfig()
-	if path := filepath.Join(baseDir, "preprocessor_config.json"); fileExists(path) {
-		if proc, err = LoadProcessorConfig(path); err != nil {
-			return nil, err
-		}
+	proc, err := checkpointProcessor(baseDir)
+	if err != nil {
+		return nil, err
 	}
 	a := &AdapterOnBase{Ctx: context.New()}
 	if a.Config, a.Modules, err = lora.Load(a.Ctx, adapterDir, cfg.LinearModules()); err != nil {
@@ -110,8 +108,12 @@ func LoadAdapterOnBase(baseDir, adapterDir string) (*AdapterOnBase, error) {
 	return a, nil
 }
 
-// fileExists reports whether path names an existing file or directory.
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
+// checkpointProcessor reads a checkpoint's preprocessor_config.json, or gives the default
+// processor when the checkpoint has none.
+func checkpointProcessor(dir string) (ProcessorConfig, error) {
+	path := filepath.Join(dir, ProcessorFile)
+	if _, err := os.Stat(path); err != nil {
+		return DefaultProcessorConfig(), nil
+	}
+	return LoadProcessorConfig(path)
 }

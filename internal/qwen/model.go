@@ -3,7 +3,6 @@ package qwen
 import (
 	"fmt"
 	"image"
-	"os"
 	"path/filepath"
 
 	"github.com/gomlx/gomlx/backends"
@@ -49,13 +48,8 @@ func LoadWith(dir string, backend backends.Backend, opts LoadOptions) (*Model, e
 		return nil, err
 	}
 	m := &Model{Dir: dir, Config: cfg, Backend: backend, Ctx: context.New(), ComputeDType: dtype, textExec: map[bool]*context.Exec{}}
-	procPath := filepath.Join(dir, "preprocessor_config.json")
-	if _, err := os.Stat(procPath); err == nil {
-		if m.Processor, err = LoadProcessorConfig(procPath); err != nil {
-			return nil, err
-		}
-	} else {
-		m.Processor = DefaultProcessorConfig()
+	if m.Processor, err = checkpointProcessor(dir); err != nil {
+		return nil, err
 	}
 	if m.Tokenizer, err = tokenizer.Load(filepath.Join(dir, "tokenizer.json")); err != nil {
 		return nil, err

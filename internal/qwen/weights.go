@@ -187,20 +187,11 @@ func loadWeights(ctx *context.Context, dir string, cfg *Config, dtype dtypes.DTy
 // loading the 3B float32 model peaked at 21.4-22 GB RSS, ~6.9 GB of it mapped file pages.
 // A failure only means the pages stay mapped, so it is ignored.
 func releaseStored(ckpt *safetensors.Checkpoint, stored string) {
-	for _, name := range append([]string{stored}, companionNames(stored)...) {
-		if _, ok := ckpt.Info(name); ok {
-			_ = ckpt.Release(name)
+	for _, suffix := range append([]string{""}, quant.Companions...) {
+		if _, ok := ckpt.Info(stored + suffix); ok {
+			_ = ckpt.Release(stored + suffix)
 		}
 	}
-}
-
-// companionNames lists the names a quantized weight's scales and other parts may be stored under.
-func companionNames(stored string) []string {
-	names := make([]string, len(quant.Companions))
-	for i, s := range quant.Companions {
-		names[i] = stored + s
-	}
-	return names
 }
 
 // loadBF16Direct lets a bfloat16 model copy tensors stored as BF16 byte for byte (a

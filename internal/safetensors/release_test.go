@@ -1,16 +1,16 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/acdtcm/acdtcm/internal/procfs"
 )
 
 // TestReleaseKeepsValues: a released tensor, its neighbours, and tensors of a file parsed
@@ -99,42 +99,20 @@ func TestReleaseDropsResidentPages(t *testing.T) {
 	for i := 0; i < len(b); i += 4096 {
 		sum += b[i] // touch every page
 	}
-	before := mappingRSS(t, f.mapping)
+	lo := uintptr(unsafe.Pointer(&f.mapping[0]))
+	hi := lo + uintptr(len(f.mapping))
+	before, err := procfs.SmapsBytes(lo, hi, "Rss")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := f.Release("w"); err != nil {
 		t.Fatal(err)
 	}
-	after := mappingRSS(t, f.mapping)
+	after, err := procfs.SmapsBytes(lo, hi, "Rss")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if before < 30<<20 || after > 1<<20 {
 		t.Errorf("mapping resident %d bytes before release and %d after (touched sum %d): want ~32 MiB, then ~0", before, after, sum)
 	}
-}
-
-// mappingRSS reads the resident size of the mapping that holds b from /proc/self/smaps.
-func mappingRSS(t *testing.T, b []byte) int64 {
-	t.Helper()
-	addr := uintptr(unsafe.Pointer(&b[0]))
-	smaps, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		t.Skipf("no /proc/self/smaps: %v", err)
-	}
-	defer smaps.Close()
-	sc := bufio.NewScanner(smaps)
-	inside := false
-	for sc.Scan() {
-		line := sc.Text()
-		var lo, hi uintptr
-		if _, err := fmt.Sscanf(line, "%x-%x ", &lo, &hi); err == nil && strings.Contains(line, " ") && !strings.HasSuffix(strings.Fields(line)[0], ":") {
-			inside = addr >= lo && addr < hi
-			continue
-		}
-		if inside && strings.HasPrefix(line, "Rss:") {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimPrefix(line, "Rss:"), "%d", &kb); err != nil {
-				t.Fatalf("parse %q: %v", line, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("mapping at %#x not found in /proc/self/smaps", addr)
-	return 0
 }
